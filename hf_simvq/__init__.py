@@ -1,0 +1,33 @@
+"""hf-simvq: SimVQ image tokenizers as Hugging Face models.
+
+Importing the package registers the classes with transformers' Auto classes, so `AutoModel.from_pretrained(folder)`
+works for any saved SimVQ model, and marks them for `save_pretrained` to copy their code, so a saved folder also
+loads with `trust_remote_code=True` where hf_simvq is not installed.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from .configuration_simvq import SimVQConfig
+from .image_processing_simvq import SimVQImageProcessor
+from .modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
+from .quantization import QuantizerOutput, SimVQQuantizer, VQQuantizer, nearest_code_indices
+
+AutoConfig.register(SimVQConfig.model_type, SimVQConfig, exist_ok=True)
+AutoModel.register(SimVQConfig, SimVQModel, exist_ok=True)
+AutoImageProcessor.register(SimVQConfig, image_processor_classes={"pil": SimVQImageProcessor}, exist_ok=True)
+SimVQConfig.register_for_auto_class()
+SimVQModel.register_for_auto_class("AutoModel")
+SimVQImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = [
+    "QuantizerOutput",
+    "SimVQConfig",
+    "SimVQEncoderOutput",
+    "SimVQImageProcessor",
+    "SimVQModel",
+    "SimVQModelOutput",
+    "SimVQPreTrainedModel",
+    "SimVQQuantizer",
+    "VQQuantizer",
+    "nearest_code_indices",
+]

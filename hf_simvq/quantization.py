@@ -1,0 +1,238 @@
+"""Vector quantizers: SimVQ (frozen codebook, learned linear projection) and the plain-VQ baseline.
+
+Both share one exact nearest-code search that walks the tokens × codes distance matrix in tiles, so memory
+stays bounded whatever the codebook size (262,144 codes × 4,096 tokens would be a 4 GB matrix).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+TOKEN_BLOCK = 1024
+CODE_BLOCK = 4096
+
+
+@torch.no_grad()
+def nearest_code_indices(
+    vectors: torch.Tensor,
+    codebook: torch.Tensor,
+    codebook_sq_norms: torch.Tensor | None = None,
+    token_block: int = TOKEN_BLOCK,
+    code_block: int = CODE_BLOCK,
+) -> torch.LongTensor:
+    """Index of the nearest code (squared L2) for every row of `vectors`; ties go to the lowest index.
+
+    The search runs in fp32 even under autocast, and only ever holds one `token_block × code_block` tile of
+    distances: `‖c‖² − 2·z·c` (the `‖z‖²` term does not change the argmin) comes from one `addmm` per tile, and a
+    running minimum carries the best code across tiles. Tiles are visited in increasing code order and only a
+    strictly smaller distance replaces the running best, so a tie keeps the lowest index.
+
+    Args:
+        vectors: `(N, d)` query vectors.
+        codebook: `(K, d)` codes.
+        codebook_sq_norms: `(K,)` squared norms of the codes, when the caller has them cached.
+    """
+    if vectors.ndim != 2 or codebook.ndim != 2 or vectors.shape[1] != codebook.shape[1]:
+        raise ValueError(
+            f"Expected vectors (N, d) and codebook (K, d) with the same d, got {tuple(vectors.shape)} and "
+            f"{tuple(codebook.shape)}."
+        )
+    with torch.autocast(device_type=vectors.device.type, enabled=False):
+        vectors = vectors.float()
+        codebook = codebook.float()
+        if codebook_sq_norms is None:
+            codebook_sq_norms = codebook.pow(2).sum(dim=1)
+        codebook_sq_norms = codebook_sq_norms.float()
+        num_vectors, num_codes = vectors.shape[0], codebook.shape[0]
+        indices = torch.empty(num_vectors, dtype=torch.long, device=vectors.device)
+        tile = torch.empty(min(token_block, num_vectors) * min(code_block, num_codes), device=vectors.device)
+        for start in range(0, num_vectors, token_block):
+            queries = vectors[start : start + token_block]
+            best_distance = torch.full((queries.shape[0],), float("inf"), device=vectors.device)
+            best_index = torch.zeros(queries.shape[0], dtype=torch.long, device=vectors.device)
+            for code_start in range(0, num_codes, code_block):
+                codes = codebook[code_start : code_start + code_block]
+                distances = tile[: queries.shape[0] * codes.shape[0]].view(queries.shape[0], codes.shape[0])
+                torch.addmm(
+                    codebook_sq_norms[code_start : code_start + code_block], queries, codes.T, alpha=-2, out=distances
+                )
+                tile_distance, tile_index = distances.min(dim=1)
+                improved = tile_distance < best_distance
+                best_distance = torch.where(improved, tile_distance, best_distance)
+                best_index = torch.where(improved, tile_index + code_start, best_index)
+            indices[start : start + token_block] = best_index
+    return indices
+
+
+@dataclass
+class QuantizerOutput(ModelOutput):
+    """
+    Args:
+        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
+            The nearest codes. While gradients flow, it carries the straight-through estimator
+            `z + sg(q − z)` so the encoder receives the decoder's gradient.
+        indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
+            Index of the chosen code at every position.
+        loss (`torch.FloatTensor` of shape `()`):
+            `beta·‖z − sg(q)‖² + ‖sg(z) − q‖²`: the first term trains the encoder, the second the codebook
+            (SimVQ: the projection).
+    """
+
+    quantized: torch.FloatTensor | None = None
+    indices: torch.LongTensor | None = None
+    loss: torch.FloatTensor | None = None
+
+
+class VectorQuantizer(nn.Module):
+    """Shared machinery of the quantizers; subclasses say what the codebook is and how a code is looked up."""
+
+    def __init__(self, codebook_size: int, embed_dim: int, commitment_beta: float = 0.25):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.embed_dim = embed_dim
+        self.commitment_beta = commitment_beta
+
+    def codebook(self) -> torch.Tensor:
+        """The effective `(K, d)` codebook that latents are matched against."""
+        raise NotImplementedError
+
+    def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
+        """Code vectors `(..., d)` for integer `indices` of any shape; differentiable w.r.t. the trained weights."""
+        raise NotImplementedError
+
+    def _search_codebook(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(codebook, squared norms)` for the nearest-code search, detached from autograd."""
+        codebook = self.codebook().detach()
+        return codebook, codebook.float().pow(2).sum(dim=1)
+
+    def check_indices(self, indices: torch.Tensor) -> None:
+        """Raise `ValueError` unless `indices` are integer ids in `[0, codebook_size)`."""
+        if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"Token ids must be an integer tensor, got dtype {indices.dtype}.")
+        if indices.numel() == 0:
+            return
+        low, high = int(indices.min()), int(indices.max())
+        if low < 0 or high >= self.codebook_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"Token id {bad} is outside the codebook: valid ids are 0 … {self.codebook_size - 1} "
+                f"(codebook_size={self.codebook_size}). Were these tokens made by a model with another codebook?"
+            )
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        if latents.ndim != 4 or latents.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"Expected latents of shape (batch, {self.embed_dim}, height, width), got {tuple(latents.shape)}."
+            )
+        batch, dim, height, width = latents.shape
+        flat = latents.permute(0, 2, 3, 1).reshape(-1, dim)
+        indices = nearest_code_indices(flat, *self._search_codebook())
+        codes = self.lookup(indices).to(latents.dtype).view(batch, height, width, dim).permute(0, 3, 1, 2)
+        loss = self.commitment_beta * F.mse_loss(latents, codes.detach()) + F.mse_loss(codes, latents.detach())
+        # Straight-through only where a gradient can flow: outside autograd the codes themselves are returned, so
+        # decoding them is bit-identical to decoding their indices.
+        quantized = latents + (codes - latents).detach() if latents.requires_grad else codes
+        return QuantizerOutput(quantized=quantized, indices=indices.view(batch, height, width), loss=loss)
+
+    def get_codebook_entry(self, indices: torch.LongTensor, shape: tuple[int, int, int, int] | None = None):
+        """diffusers' `VQModel` interface: codes for `indices`, as `(B, d, h, w)` when `shape` is `(B, h, w, d)`."""
+        self.check_indices(indices)
+        codes = self.lookup(indices.long())
+        if shape is not None:
+            codes = codes.view(shape).permute(0, 3, 1, 2).contiguous()
+        return codes
+
+
+class SimVQQuantizer(VectorQuantizer):
+    """SimVQ: a frozen Gaussian codebook `C` reparameterised by a trained linear layer, `C·Wᵀ + b`.
+
+    Training moves the whole effective codebook at once through `W`, so no code is left behind (no collapse).
+    `C` is a persistent buffer: it is saved with the model and never touched by an optimizer.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int,
+        embed_dim: int,
+        commitment_beta: float = 0.25,
+        codebook_init_std: float | None = None,
+        projection_bias: bool = True,
+    ):
+        super().__init__(codebook_size, embed_dim, commitment_beta)
+        self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
+        self.register_buffer("frozen_codebook", torch.randn(codebook_size, embed_dim) * self.codebook_init_std)
+        self.projection = nn.Linear(embed_dim, embed_dim, bias=projection_bias)
+        self._search_cache: tuple | None = None
+
+    def codebook(self) -> torch.Tensor:
+        return self.projection(self.frozen_codebook)
+
+    def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
+        # Project only the gathered rows: the gradient reaches W through them, never through a K × d product.
+        return self.projection(self.frozen_codebook[indices])
+
+    def _search_codebook(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The effective codebook costs O(K·d²) to build, so it is kept until `C`, `W` or `b` changes.
+
+        The check compares `W` and `b` by value (O(d²)) rather than trusting version counters, because writes
+        through `.data` (EMA `copy_to`, some checkpoint loaders) do not bump them; `C` is compared by storage and
+        version, which `load_state_dict`, `.to()` and in-place writes all change.
+        """
+        weight, bias = self.projection.weight, self.projection.bias
+        codebook_key = (self.frozen_codebook.data_ptr(), self.frozen_codebook._version, self.frozen_codebook.dtype)
+        cache = self._search_cache
+        if (
+            cache is None
+            or cache[0] != codebook_key
+            or not torch.equal(cache[1], weight)
+            or (bias is not None and not torch.equal(cache[2], bias))
+        ):
+            with torch.no_grad():
+                codebook, sq_norms = super()._search_codebook()
+                cache = (
+                    codebook_key,
+                    weight.detach().clone(),
+                    None if bias is None else bias.detach().clone(),
+                    codebook,
+                    sq_norms,
+                )
+            self._search_cache = cache
+        return cache[3], cache[4]
+
+
+class VQQuantizer(VectorQuantizer):
+    """Plain VQ with a learned codebook: the baseline whose codebook collapses at large `K`."""
+
+    def __init__(
+        self,
+        codebook_size: int,
+        embed_dim: int,
+        commitment_beta: float = 0.25,
+        codebook_init_std: float | None = None,
+    ):
+        super().__init__(codebook_size, embed_dim, commitment_beta)
+        self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
+        self.embedding = nn.Embedding(codebook_size, embed_dim)
+        nn.init.normal_(self.embedding.weight, std=self.codebook_init_std)
+
+    def codebook(self) -> torch.Tensor:
+        return self.embedding.weight
+
+    def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
+        return self.embedding(indices)
+
+
+def build_quantizer(config) -> VectorQuantizer:
+    """The quantizer named by `config.quantizer_type`, sized by the config."""
+    common = {
+        "codebook_size": config.codebook_size,
+        "embed_dim": config.embed_dim,
+        "commitment_beta": config.commitment_beta,
+        "codebook_init_std": config.codebook_init_std,
+    }
+    if config.quantizer_type == "simvq":
+        return SimVQQuantizer(**common, projection_bias=config.projection_bias)
+    return VQQuantizer(**common)
