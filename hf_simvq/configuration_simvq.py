@@ -52,9 +52,9 @@ class SimVQConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         self.channel_multipliers = list(self.channel_multipliers)
+        self._check_values()
         if self.codebook_init_std is None:
             self.codebook_init_std = self.embed_dim**-0.5
-        self._check_values()
         super().__post_init__(**kwargs)
 
     @property
@@ -107,7 +107,7 @@ class SimVQConfig(PreTrainedConfig):
             )
         if self.commitment_beta < 0:
             raise ValueError(f"`commitment_beta` must be non-negative, got {self.commitment_beta}.")
-        if self.codebook_init_std <= 0:
+        if self.codebook_init_std is not None and self.codebook_init_std <= 0:
             raise ValueError(f"`codebook_init_std` must be positive, got {self.codebook_init_std}.")
 
 

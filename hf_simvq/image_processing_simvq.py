@@ -83,8 +83,8 @@ class SimVQImageProcessor(PilBackend):
             raise ValueError("No images were given: pass one image or a non-empty list of images.")
         try:
             return super()._prepare_images_structure(images, expected_ndims=expected_ndims)
-        except ValueError as error:
-            if "Could not make a flat list" not in str(error):
+        except (ValueError, TypeError) as error:
+            if isinstance(error, ValueError) and "Could not make a flat list" not in str(error):
                 raise
             shape = getattr(images, "shape", None)
             raise ValueError(

@@ -104,9 +104,10 @@ class VectorQuantizer(nn.Module):
         raise NotImplementedError
 
     def _search_codebook(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(codebook, squared norms)` for the nearest-code search, detached from autograd."""
-        codebook = self.codebook().detach()
-        return codebook, codebook.float().pow(2).sum(dim=1)
+        """`(codebook, squared norms)` for the nearest-code search: detached, and fp32 even under autocast."""
+        with torch.autocast(device_type=next(self.parameters()).device.type, enabled=False):
+            codebook = self.codebook().detach().float()
+        return codebook, codebook.pow(2).sum(dim=1)
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise `ValueError` unless `indices` are integer ids in `[0, codebook_size)`."""

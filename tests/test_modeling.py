@@ -1,0 +1,139 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from hf_simvq import SimVQImageProcessor, SimVQModel
+
+
+def test_fresh_codebook_is_the_papers_gaussian_not_the_generic_init():
+    config = tiny_config(codebook_size=8192, embed_dim=64)
+    codebook = SimVQModel(config).quantize.frozen_codebook
+    assert codebook.std().item() == pytest.approx(64**-0.5, rel=0.03)
+    assert codebook.mean().abs().item() < 0.01
+
+
+def test_save_and_auto_load_give_bit_identical_tokens_and_reconstructions(model, images, tmp_path):
+    with torch.no_grad():
+        expected = model(images)
+    model.save_pretrained(tmp_path)
+    SimVQImageProcessor.from_image_size(32).save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, SimVQModel) and isinstance(
+        AutoImageProcessor.from_pretrained(tmp_path), SimVQImageProcessor
+    )
+    assert AutoConfig.from_pretrained(tmp_path).quantizer_type == model.config.quantizer_type
+    with torch.no_grad():
+        actual = loaded(images)
+    assert torch.equal(actual.image_tokens, expected.image_tokens)
+    assert torch.equal(actual.reconstruction, expected.reconstruction)
+    saved = load_file(tmp_path / "model.safetensors")
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+
+
+def test_from_pretrained_restores_the_frozen_codebook_exactly(tmp_path):
+    model = SimVQModel(tiny_config())
+    with torch.no_grad():
+        model.quantize.frozen_codebook.mul_(7.0)  # far from any init distribution
+    model.save_pretrained(tmp_path)
+    loaded = SimVQModel.from_pretrained(tmp_path)
+    assert torch.equal(loaded.quantize.frozen_codebook, model.quantize.frozen_codebook)
+
+
+@pytest.mark.parametrize("codebook_size", [1024, 65536, 262144])
+def test_large_codebooks_encode_and_decode_on_cpu(codebook_size, images):
+    torch.manual_seed(0)
+    model = SimVQModel(tiny_config(codebook_size=codebook_size)).eval()
+    with torch.no_grad():
+        encoded = model.encode(images)
+        reconstruction = model.decode_tokens(encoded.image_tokens)
+        codebook = model.get_codebook()
+    assert encoded.image_tokens.shape == (2, 8, 8) and encoded.image_tokens.dtype == torch.long
+    assert reconstruction.shape == images.shape
+    assert codebook.shape == (codebook_size, 16)
+    flat = encoded.latents.permute(0, 2, 3, 1).reshape(-1, 16).double()
+    nearest = torch.cdist(flat, codebook.double()).argmin(dim=1)
+    assert torch.equal(encoded.image_tokens.flatten(), nearest)
+
+
+def test_decoding_tokens_equals_decoding_quantized_latents(model, images):
+    with torch.no_grad():
+        encoded = model.encode(images)
+        assert torch.equal(model.decode_tokens(encoded.image_tokens), model.decode(encoded.quantized))
+        assert torch.equal(model(images).reconstruction, model.decode(encoded.quantized))
+
+
+def test_one_training_step_changes_the_projection_but_never_the_frozen_codebook(images):
+    model = SimVQModel(tiny_config()).train()
+    frozen = model.quantize.frozen_codebook.clone()
+    projection = model.quantize.projection.weight.detach().clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    output = model(images)
+    (output.reconstruction - images).abs().mean().add(output.quantization_loss).backward()
+    optimizer.step()
+    assert torch.equal(model.quantize.frozen_codebook, frozen)
+    assert not torch.equal(model.quantize.projection.weight, projection)
+    assert model.encoder.conv_in.weight.grad.abs().sum() > 0  # the straight-through path reached the encoder
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        (torch.full((1, 8, 8), 256), "outside the codebook"),
+        (torch.full((1, 8, 8), -1), "outside the codebook"),
+        (torch.zeros(8, 8, dtype=torch.long), "batch, height, width"),
+        (torch.zeros(1, 1, 8, 8, dtype=torch.long), "batch, height, width"),
+        (torch.zeros(1, 8, 8), "integer"),
+    ],
+)
+def test_bad_token_maps_are_rejected(model, tokens, message):
+    with pytest.raises(ValueError, match=message):
+        model.decode_tokens(tokens)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (3, 32, 32), (1, 3, 30, 32)])
+def test_bad_pixel_values_are_rejected(model, shape):
+    with pytest.raises(ValueError, match="pixel_values|multiples"):
+        model.encode(torch.zeros(shape))
+
+
+def test_saved_folder_loads_with_trust_remote_code_where_hf_simvq_is_not_installed(images, tmp_path):
+    model = SimVQModel(tiny_config()).eval()
+    model.save_pretrained(tmp_path)
+    SimVQImageProcessor.from_image_size(32).save_pretrained(tmp_path)
+    torch.save({"images": images}, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        torch.save({"tokens": model.encode(images).image_tokens}, tmp_path / "expected.pt")
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class HideHfSimvq(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] == "hf_simvq":
+                    raise ModuleNotFoundError("hf_simvq is hidden in this test")
+
+        sys.meta_path.insert(0, HideHfSimvq())
+        import torch
+        from transformers import AutoImageProcessor, AutoModel
+
+        folder = {str(tmp_path)!r}
+        model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        assert type(processor).__name__ == "SimVQImageProcessor"
+        images = torch.load(folder + "/inputs.pt", weights_only=True)["images"]
+        expected = torch.load(folder + "/expected.pt", weights_only=True)["tokens"]
+        with torch.no_grad():
+            assert torch.equal(model.encode(images).image_tokens, expected)
+        print("remote-code-ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "remote-code-ok" in result.stdout, result.stderr[-3000:]

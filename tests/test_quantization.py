@@ -1,0 +1,179 @@
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from hf_simvq import SimVQQuantizer, VQQuantizer, nearest_code_indices
+
+
+def full_matrix_nearest(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """The reference: every distance at once, in float64; argmin keeps the first (lowest) index on ties."""
+    distances = torch.cdist(vectors.double(), codebook.double()).pow(2)
+    return distances.argmin(dim=1)
+
+
+class LargestTensorSeen(TorchDispatchMode):
+    """Records the element count of the largest tensor any operation produces while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor):
+                self.largest = max(self.largest, tensor.numel())
+        return out
+
+
+@pytest.mark.parametrize(
+    ("num_vectors", "num_codes", "token_block", "code_block"),
+    [
+        (500, 1000, 1024, 4096),  # one tile
+        (1000, 3000, 128, 512),  # many tiles, exact multiples
+        (777, 2049, 100, 300),  # ragged last tiles on both axes
+    ],
+)
+def test_search_matches_full_matrix_reference(num_vectors, num_codes, token_block, code_block):
+    generator = torch.Generator().manual_seed(num_codes)
+    vectors = torch.randn(num_vectors, 32, generator=generator)
+    codebook = torch.randn(num_codes, 32, generator=generator)
+    indices = nearest_code_indices(vectors, codebook, token_block=token_block, code_block=code_block)
+    assert torch.equal(indices, full_matrix_nearest(vectors, codebook))
+
+
+def test_ties_and_duplicated_codes_go_to_the_lowest_index():
+    # Small integers: every distance is exact in fp32, so ties are real ties.
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randint(-3, 4, (40, 8), generator=generator).float()
+    codebook = torch.cat([base, base, base[:17]])  # every code duplicated, across tile boundaries
+    vectors = torch.cat([base, torch.randint(-3, 4, (200, 8), generator=generator).float()])
+    indices = nearest_code_indices(vectors, codebook, token_block=64, code_block=16)
+    reference = full_matrix_nearest(vectors, codebook)
+    assert torch.equal(indices, reference)
+    assert torch.equal(indices[:40], torch.arange(40))  # exact matches pick the first copy
+    assert int(indices.max()) < 40
+
+
+def test_search_never_builds_the_tokens_by_codes_matrix():
+    vectors, codebook = torch.randn(2048, 16), torch.randn(65536, 16)
+    with LargestTensorSeen() as seen:
+        indices = nearest_code_indices(vectors, codebook, token_block=256, code_block=1024)
+    assert seen.largest <= max(256 * 1024, codebook.numel())
+    assert seen.largest < vectors.shape[0] * codebook.shape[0] / 100
+    assert torch.equal(indices, full_matrix_nearest(vectors, codebook))
+
+
+@pytest.mark.parametrize("quantizer_class", [SimVQQuantizer, VQQuantizer])
+def test_search_stays_exact_under_bf16_autocast(quantizer_class):
+    torch.manual_seed(0)
+    quantizer = quantizer_class(4096, 32)
+    latents = torch.randn(4, 32, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # first call inside autocast: the cached codebook too
+        indices = quantizer(latents).indices
+    with torch.no_grad():
+        reference = full_matrix_nearest(latents.permute(0, 2, 3, 1).reshape(-1, 32), quantizer.codebook().float())
+    assert torch.equal(indices.flatten(), reference)
+
+
+@pytest.mark.parametrize("quantizer_class", [SimVQQuantizer, VQQuantizer])
+def test_forward_picks_nearest_effective_code_and_reports_the_reference_loss(quantizer_class):
+    torch.manual_seed(0)
+    quantizer = quantizer_class(512, 8, commitment_beta=0.25)
+    latents = torch.randn(2, 8, 4, 4, requires_grad=True)
+    output = quantizer(latents)
+    flat = latents.detach().permute(0, 2, 3, 1).reshape(-1, 8)
+    codebook = quantizer.codebook().detach()
+    assert torch.equal(output.indices.flatten(), full_matrix_nearest(flat, codebook))
+    codes = codebook[output.indices].permute(0, 3, 1, 2)
+    torch.testing.assert_close(output.quantized, codes)
+    expected = 1.25 * (latents.detach() - codes).pow(2).mean()  # β·‖z−sg(q)‖² + ‖sg(z)−q‖², equal in value
+    torch.testing.assert_close(output.loss, expected)
+    # straight-through: the decoder's gradient reaches the encoder unchanged
+    (output.quantized * 3).sum().backward()
+    torch.testing.assert_close(latents.grad, torch.full_like(latents, 3.0))
+
+
+def test_simvq_step_trains_the_projection_and_never_the_frozen_codebook():
+    torch.manual_seed(0)
+    quantizer = SimVQQuantizer(1024, 16)
+    frozen, weight = quantizer.frozen_codebook.clone(), quantizer.projection.weight.detach().clone()
+    optimizer = torch.optim.Adam(quantizer.parameters(), lr=1e-2)
+    assert all(p is not quantizer.frozen_codebook for p in quantizer.parameters())
+    quantizer(torch.randn(2, 16, 4, 4)).loss.backward()
+    optimizer.step()
+    assert torch.equal(quantizer.frozen_codebook, frozen)
+    assert not torch.allclose(quantizer.projection.weight, weight)
+    assert "frozen_codebook" in quantizer.state_dict()
+
+
+def test_vq_step_moves_only_the_selected_codes():
+    torch.manual_seed(0)
+    quantizer = VQQuantizer(1024, 16)
+    before = quantizer.embedding.weight.detach().clone()
+    optimizer = torch.optim.SGD(quantizer.parameters(), lr=0.1)
+    output = quantizer(torch.randn(1, 16, 4, 4))
+    output.loss.backward()
+    optimizer.step()
+    changed = (quantizer.embedding.weight != before).any(dim=1)
+    selected = torch.zeros(1024, dtype=torch.bool)
+    selected[output.indices.flatten()] = True
+    assert torch.equal(changed, selected)
+
+
+def test_backward_reaches_the_projection_through_gathered_rows_only():
+    quantizer = SimVQQuantizer(65536, 16)
+    latents = torch.randn(1, 16, 8, 8, requires_grad=True)
+    loss = quantizer(latents).loss
+    with LargestTensorSeen() as seen:
+        loss.backward()
+    assert quantizer.projection.weight.grad is not None
+    assert seen.largest < 65536 * 16 / 100  # nothing of codebook size in the backward pass
+
+
+def test_cached_codebook_follows_optimizer_steps_state_dicts_and_data_writes():
+    torch.manual_seed(0)
+    quantizer = SimVQQuantizer(2048, 16).eval()
+    latents = torch.randn(2, 16, 8, 8)
+
+    def assert_search_uses_current_weights():
+        with torch.no_grad():
+            expected = full_matrix_nearest(latents.permute(0, 2, 3, 1).reshape(-1, 16), quantizer.codebook())
+            assert torch.equal(quantizer(latents).indices.flatten(), expected)
+
+    assert_search_uses_current_weights()
+    optimizer = torch.optim.SGD(quantizer.parameters(), lr=1.0)
+    quantizer.train()
+    quantizer(latents.requires_grad_()).loss.backward()
+    optimizer.step()
+    quantizer.eval()
+    assert_search_uses_current_weights()
+
+    other = SimVQQuantizer(2048, 16)
+    quantizer.load_state_dict(other.state_dict())
+    assert_search_uses_current_weights()
+    torch.testing.assert_close(quantizer.codebook(), other.codebook())
+
+    quantizer.projection.weight.data.copy_(torch.randn(16, 16))  # EMA-style write: no version bump
+    assert_search_uses_current_weights()
+    quantizer.projection.bias.data.zero_()
+    assert_search_uses_current_weights()
+
+
+@pytest.mark.parametrize("quantizer_class", [SimVQQuantizer, VQQuantizer])
+def test_out_of_range_and_non_integer_ids_are_rejected(quantizer_class):
+    quantizer = quantizer_class(100, 8)
+    with pytest.raises(ValueError, match="outside the codebook"):
+        quantizer.get_codebook_entry(torch.tensor([0, 100]))
+    with pytest.raises(ValueError, match="outside the codebook"):
+        quantizer.get_codebook_entry(torch.tensor([-1]))
+    with pytest.raises(ValueError, match="integer"):
+        quantizer.get_codebook_entry(torch.tensor([0.5]))
+    entry = quantizer.get_codebook_entry(torch.tensor([3, 4, 5, 6]), shape=(1, 2, 2, 8))
+    assert entry.shape == (1, 8, 2, 2)
+    torch.testing.assert_close(entry[0, :, 0, 1], quantizer.codebook()[4])
+
+
+def test_wrong_latent_shape_is_rejected():
+    with pytest.raises(ValueError, match="embed_dim|batch, 8"):
+        SimVQQuantizer(16, 8)(torch.randn(1, 4, 2, 2))
