@@ -5,6 +5,7 @@ stays bounded whatever the codebook size (262,144 codes × 4,096 tokens would be
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,11 @@ from transformers.utils import ModelOutput
 
 TOKEN_BLOCK = 1024
 CODE_BLOCK = 4096
+
+
+def squared_norms(rows: torch.Tensor, chunk: int = CODE_BLOCK) -> torch.Tensor:
+    """`‖row‖²` of every row, a chunk at a time: `rows.pow(2).sum(1)` would allocate a K × d temporary."""
+    return torch.cat([block.pow(2).sum(dim=1) for block in rows.split(chunk)])
 
 
 @torch.no_grad()
@@ -44,7 +50,7 @@ def nearest_code_indices(
         vectors = vectors.float()
         codebook = codebook.float()
         if codebook_sq_norms is None:
-            codebook_sq_norms = codebook.pow(2).sum(dim=1)
+            codebook_sq_norms = squared_norms(codebook)
         codebook_sq_norms = codebook_sq_norms.float()
         num_vectors, num_codes = vectors.shape[0], codebook.shape[0]
         indices = torch.empty(num_vectors, dtype=torch.long, device=vectors.device)
@@ -107,7 +113,7 @@ class VectorQuantizer(nn.Module):
         """`(codebook, squared norms)` for the nearest-code search: detached, and fp32 even under autocast."""
         with torch.autocast(device_type=next(self.parameters()).device.type, enabled=False):
             codebook = self.codebook().detach().float()
-        return codebook, codebook.pow(2).sum(dim=1)
+        return codebook, squared_norms(codebook)
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise `ValueError` unless `indices` are integer ids in `[0, codebook_size)`."""
@@ -147,6 +153,16 @@ class VectorQuantizer(nn.Module):
         return codes
 
 
+class _SearchTable(NamedTuple):
+    """The effective codebook and its squared norms, with the weights they were computed from."""
+
+    codebook_key: tuple
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    codebook: torch.Tensor
+    sq_norms: torch.Tensor
+
+
 class SimVQQuantizer(VectorQuantizer):
     """SimVQ: a frozen Gaussian codebook `C` reparameterised by a trained linear layer, `C·Wᵀ + b`.
 
@@ -166,7 +182,7 @@ class SimVQQuantizer(VectorQuantizer):
         self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
         self.register_buffer("frozen_codebook", torch.randn(codebook_size, embed_dim) * self.codebook_init_std)
         self.projection = nn.Linear(embed_dim, embed_dim, bias=projection_bias)
-        self._search_cache: tuple | None = None
+        self._search_cache: _SearchTable | None = None
 
     def codebook(self) -> torch.Tensor:
         return self.projection(self.frozen_codebook)
@@ -187,21 +203,21 @@ class SimVQQuantizer(VectorQuantizer):
         cache = self._search_cache
         if (
             cache is None
-            or cache[0] != codebook_key
-            or not torch.equal(cache[1], weight)
-            or (bias is not None and not torch.equal(cache[2], bias))
+            or cache.codebook_key != codebook_key
+            or not torch.equal(cache.weight, weight)
+            or (bias is not None and not torch.equal(cache.bias, bias))
         ):
-            with torch.no_grad():
-                codebook, sq_norms = super()._search_codebook()
-                cache = (
-                    codebook_key,
-                    weight.detach().clone(),
-                    None if bias is None else bias.detach().clone(),
-                    codebook,
-                    sq_norms,
-                )
+            self._search_cache = None  # free the stale K × d table before building its successor
+            codebook, sq_norms = super()._search_codebook()
+            cache = _SearchTable(
+                codebook_key,
+                weight.detach().clone(),
+                None if bias is None else bias.detach().clone(),
+                codebook,
+                sq_norms,
+            )
             self._search_cache = cache
-        return cache[3], cache[4]
+        return cache.codebook, cache.sq_norms
 
 
 class VQQuantizer(VectorQuantizer):
