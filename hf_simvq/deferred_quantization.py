@@ -1,0 +1,119 @@
+"""Deferred Quantization ("Early Quantization Shrinks Codebook"): train the autoencoder without its quantizer first,
+then start the codebook where the encoder's latents already are.
+
+A codebook that is quantized against from step 0 chases latents that are still moving, and codes that lose that
+race are never picked again. Deferring quantization lets the latents settle; initialising the codebook from them
+puts every code in the region the encoder actually uses, so more codes can win from the start.
+"""
+
+import torch
+from torch import nn
+
+from .modeling_simvq import SimVQModel
+from .quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer, nearest_code_indices
+
+
+class DeferredQuantizationAutoencoder(nn.Module):
+    """The training view of a `SimVQModel`: one `forward` that either quantizes or skips the quantizer.
+
+    Both phases go through this module's `forward` so that a `DistributedDataParallel` wrapper around it sees every
+    step (calling `model.decoder(model.encoder(x))` on the inner module would bypass DDP's gradient sync).
+    """
+
+    def __init__(self, model: SimVQModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor, quantize: bool = True) -> dict[str, torch.Tensor | None]:
+        """`reconstruction`, `latents`, `image_tokens` (None unquantized) and `quantization_loss` (0 unquantized)."""
+        if not quantize:
+            latents = self.model.encoder(pixel_values)
+            return {
+                "reconstruction": self.model.decoder(latents),
+                "latents": latents,
+                "image_tokens": None,
+                "quantization_loss": latents.new_zeros(()),
+            }
+        encoded = self.model.encode(pixel_values)
+        return {
+            "reconstruction": self.model.decode(encoded.quantized),
+            "latents": encoded.latents,
+            "image_tokens": encoded.image_tokens,
+            "quantization_loss": encoded.quantization_loss,
+        }
+
+
+def _symmetric_matrix_power(matrix: torch.Tensor, power: float, eps: float = 1e-8) -> torch.Tensor:
+    """`matrix ** power` of a symmetric positive semi-definite matrix; eigenvalues below `eps` are clamped to it."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
+    return eigenvectors @ torch.diag(eigenvalues.clamp_min(eps) ** power) @ eigenvectors.T
+
+
+def _mean_and_covariance(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = rows.mean(dim=0)
+    centered = rows - mean
+    return mean, centered.T @ centered / max(rows.shape[0] - 1, 1)
+
+
+@torch.no_grad()
+def fit_projection_to_latents(quantizer: SimVQQuantizer, latents: torch.Tensor) -> None:
+    """Set SimVQ's `W`, `b` so the effective codebook `C·Wᵀ + b` has the latents' mean and covariance.
+
+    `C` stays frozen. With `W = Σ_z^{1/2} Σ_C^{-1/2}` the codes' covariance becomes `W Σ_C Wᵀ = Σ_z`, and
+    `b = μ_z − W μ_C` moves their mean onto the latents' mean. Computed in float64: Σ_C^{-1/2} of a d×d matrix
+    estimated from K codes is otherwise noticeably off when some directions carry little variance.
+    """
+    if quantizer.projection.bias is None:
+        raise ValueError("Deferred quantization needs the SimVQ projection bias (`projection_bias=True`).")
+    latent_mean, latent_covariance = _mean_and_covariance(latents.double())
+    code_mean, code_covariance = _mean_and_covariance(quantizer.frozen_codebook.double())
+    weight = _symmetric_matrix_power(latent_covariance, 0.5) @ _symmetric_matrix_power(code_covariance, -0.5)
+    quantizer.projection.weight.copy_(weight)
+    quantizer.projection.bias.copy_(latent_mean - weight @ code_mean)
+
+
+@torch.no_grad()
+def kmeans_codebook(
+    quantizer: VQQuantizer, latents: torch.Tensor, num_iterations: int = 5, generator: torch.Generator | None = None
+) -> None:
+    """Set a plain-VQ codebook to k-means centroids of the latents (Lloyd's algorithm, seeded with latent samples).
+
+    A cluster that ends up empty keeps its seed, which is itself a latent, so no code starts outside the data.
+    With fewer latents than codes, the seeds repeat latents; Lloyd then leaves the duplicates where they are.
+    """
+    num_codes = quantizer.codebook_size
+    latents = latents.float()
+    replace = latents.shape[0] < num_codes
+    if replace:
+        seeds = torch.randint(latents.shape[0], (num_codes,), generator=generator)
+    else:
+        seeds = torch.randperm(latents.shape[0], generator=generator)[:num_codes]
+    centroids = latents[seeds.to(latents.device)].clone()
+    for _ in range(num_iterations):
+        assignment = nearest_code_indices(latents, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, latents)
+        counts = torch.bincount(assignment, minlength=num_codes).unsqueeze(1)
+        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    quantizer.embedding.weight.copy_(centroids)
+
+
+def initialize_codebook_from_latents(
+    quantizer: VectorQuantizer, latents: torch.Tensor, generator: torch.Generator | None = None
+) -> None:
+    """Start the codebook where the `(N, d)` encoder latents are: moment matching for SimVQ, k-means for VQ."""
+    if latents.ndim != 2 or latents.shape[1] != quantizer.embed_dim:
+        raise ValueError(f"Expected latents of shape (N, {quantizer.embed_dim}), got {tuple(latents.shape)}.")
+    if isinstance(quantizer, SimVQQuantizer):
+        fit_projection_to_latents(quantizer, latents)
+    elif isinstance(quantizer, VQQuantizer):
+        kmeans_codebook(quantizer, latents, generator=generator)
+    else:
+        raise TypeError(f"Deferred quantization does not know how to initialise a {type(quantizer).__name__}.")
+
+
+__all__ = [
+    "DeferredQuantizationAutoencoder",
+    "fit_projection_to_latents",
+    "initialize_codebook_from_latents",
+    "kmeans_codebook",
+]
