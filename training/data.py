@@ -1,0 +1,243 @@
+"""Images for training and evaluating SimVQ tokenizers: the embedded default data, any `datasets` image dataset,
+and the transform that turns an image column into `pixel_values`.
+
+The default data needs no download: random crops of the CC0 / public-domain colour photos that ship inside the
+scikit-image wheel (and scikit-learn's two sample photos when it is installed). Validation crops come from photos
+that training never sees, so reconstruction and codebook-usage numbers measure generalisation, not memory.
+"""
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import numpy as np
+import PIL.Image
+import torch
+
+from hf_simvq import SimVQImageProcessor
+
+# (package, file inside the package): colour photos only; the greyscale samples and charts would add little.
+TRAIN_PHOTOS = (
+    ("skimage", "data/astronaut.png"),
+    ("skimage", "data/rocket.jpg"),
+    ("skimage", "data/motorcycle_left.png"),
+    ("skimage", "data/motorcycle_right.png"),
+    ("skimage", "data/hubble_deep_field.jpg"),
+    ("skimage", "data/retina.jpg"),
+    ("skimage", "data/ihc.png"),
+    ("sklearn", "datasets/images/china.jpg"),
+)
+VALIDATION_PHOTOS = (
+    ("skimage", "data/coffee.png"),
+    ("skimage", "data/chelsea.png"),
+    ("sklearn", "datasets/images/flower.jpg"),
+)
+DEFAULT_SCALES = (1.0, 0.5, 0.25)
+IMAGE_FILE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+NUM_EAGERLY_CHECKED_IMAGES = 16
+
+
+def _installed_photos(photos: tuple[tuple[str, str], ...]) -> dict[str, PIL.Image.Image]:
+    """The photos whose package is installed, by file stem, as RGB images (optional packages are skipped)."""
+    found = {}
+    for package, relative_path in photos:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(next(iter(spec.submodule_search_locations))) / relative_path
+        if path.is_file():
+            with PIL.Image.open(path) as photo:
+                found[path.stem] = photo.convert("RGB")
+    return found
+
+
+def _random_crops(
+    photos: dict[str, PIL.Image.Image], num_images: int, resolution: int, scales: tuple[float, ...], seed: int
+) -> dict[str, list]:
+    """`num_images` crops of `resolution`², each from a random photo downscaled by a random scale."""
+    versions = []  # (name, downscaled photo) for every scale at which the photo still holds one crop
+    for name, photo in photos.items():
+        for scale in scales:
+            size = (round(photo.width * scale), round(photo.height * scale))
+            if min(size) >= resolution:
+                versions.append((f"{name}@{scale:g}", photo.resize(size, PIL.Image.Resampling.LANCZOS)))
+    if not versions:
+        raise ValueError(
+            f"None of the embedded photos ({', '.join(photos)}) is at least {resolution}px on its short side; use a "
+            "smaller --resolution with the default data, or pass --dataset_name / --train_data_dir."
+        )
+    rng = np.random.default_rng(seed)
+    images, sources = [], []
+    for _ in range(num_images):
+        source, photo = versions[rng.integers(len(versions))]
+        left = int(rng.integers(photo.width - resolution + 1))
+        top = int(rng.integers(photo.height - resolution + 1))
+        images.append(photo.crop((left, top, left + resolution, top + resolution)))
+        sources.append(source)
+    return {"image": images, "source": sources}
+
+
+def default_image_datasets(
+    resolution: int = 32,
+    num_train_images: int = 8192,
+    num_validation_images: int = 2048,
+    scales: tuple[float, ...] = DEFAULT_SCALES,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """The embedded default data: `train` and `validation` splits of `resolution`² crops of bundled photos.
+
+    Columns: `image` (PIL RGB) and `source` (`"<photo>@<scale>"`). Crops are taken from the photos at full size
+    and downscaled by each of `scales`, so one split mixes fine texture and whole-object views. Training and
+    validation use disjoint photos (a fixed split) and different random streams; the result depends only on the
+    arguments. The defaults give 2048 × (32/8)² = 32,768 validation tokens for an 8× downsampling tokenizer.
+    """
+    if resolution <= 0 or num_train_images <= 0 or num_validation_images <= 0:
+        raise ValueError(
+            f"resolution, num_train_images and num_validation_images must be positive, got {resolution}, "
+            f"{num_train_images} and {num_validation_images}."
+        )
+    if not scales or any(not 0 < scale <= 1 for scale in scales):
+        raise ValueError(f"scales must be downscaling factors in (0, 1], got {scales}.")
+    features = datasets.Features({"image": datasets.Image(), "source": datasets.Value("string")})
+    train_stream, validation_stream = np.random.SeedSequence(seed).spawn(2)
+    splits = {
+        "train": _random_crops(
+            _installed_photos(TRAIN_PHOTOS), num_train_images, resolution, scales, train_stream.generate_state(1)[0]
+        ),
+        "validation": _random_crops(
+            _installed_photos(VALIDATION_PHOTOS),
+            num_validation_images,
+            resolution,
+            scales,
+            validation_stream.generate_state(1)[0],
+        ),
+    }
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict(columns, features=features) for name, columns in splits.items()}
+    )
+
+
+def check_image_size(image: PIL.Image.Image, resolution: int) -> None:
+    """Reject an image smaller than the training resolution instead of silently upsampling it."""
+    if min(image.size) < resolution:
+        raise ValueError(
+            f"An image of {image.width}×{image.height} pixels is smaller than --resolution {resolution}. Use a "
+            "smaller --resolution, or remove or upscale the small images first."
+        )
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | None = None,
+    image_column: str = "image",
+    streaming: bool = False,
+    split: str = "train",
+    resolution: int | None = None,
+    cache_dir: str | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """One split of a Hub / local `datasets` dataset (`dataset_name`) or of an image folder (`train_data_dir`).
+
+    Fails early with a message that names the fix: a dataset that cannot be found, an empty folder, a missing
+    split or column (the available ones are listed), or — checking the first few images when `resolution` is
+    given — images smaller than the resolution (the transform checks every image again as it loads it).
+    """
+    if (dataset_name is None) == (train_data_dir is None):
+        raise ValueError(
+            "Pass exactly one of dataset_name (a Hub dataset or local dataset path) and train_data_dir (a folder of "
+            "images); for the embedded default data, use default_image_datasets()."
+        )
+    if train_data_dir is not None:
+        directory = Path(train_data_dir)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"--train_data_dir {directory} does not exist or is not a directory.")
+        if not any(path.suffix.lower() in IMAGE_FILE_SUFFIXES for path in directory.rglob("*")):
+            raise ValueError(
+                f"--train_data_dir {directory} holds no image files ({', '.join(sorted(IMAGE_FILE_SUFFIXES))}). "
+                "Point it at a folder of images (optionally in train/ and validation/ subfolders)."
+            )
+        load_args, load_kwargs = ("imagefolder",), {"data_dir": str(directory)}
+    else:
+        load_args, load_kwargs = (dataset_name, dataset_config_name), {}
+    try:
+        dataset_dict = datasets.load_dataset(*load_args, **load_kwargs, streaming=streaming, cache_dir=cache_dir)
+    except (datasets.exceptions.DatasetNotFoundError, ConnectionError, FileNotFoundError) as error:
+        raise FileNotFoundError(
+            f"Could not load the dataset {dataset_name or train_data_dir!r}: {error}. Check the name (and that you "
+            "are online and logged in for private Hub datasets), or use --train_data_dir for a local image folder."
+        ) from error
+    if split not in dataset_dict:
+        raise ValueError(
+            f"The dataset has no split {split!r}; available splits: {sorted(dataset_dict)}. Pass one of them as --split."
+        )
+    dataset = dataset_dict[split]
+    columns = dataset.column_names or list(dataset.features or {})
+    if image_column not in columns:
+        raise ValueError(
+            f"The dataset has no column {image_column!r}; available columns: {columns}. Pass the image column as "
+            "--image_column."
+        )
+    if resolution is not None:
+        for example in dataset.take(NUM_EAGERLY_CHECKED_IMAGES):
+            check_image_size(example[image_column], resolution)
+    return dataset
+
+
+class PixelValuesTransform:
+    """Batch transform: the image column → `pixel_values` `(B, 3, resolution, resolution)` in `[-1, 1]`.
+
+    Evaluation (`augment=False`) uses `SimVQImageProcessor`'s deterministic resize-shortest-edge + center crop.
+    Training (`augment=True`) resizes the shortest edge, then takes a random crop and a random horizontal flip, as
+    diffusers' training examples do; drawn from torch's global RNG, whose state accelerate checkpoints.
+    (Hand-written because torchvision's transforms are not available here.)
+    """
+
+    def __init__(self, resolution: int, image_column: str = "image", augment: bool = False):
+        self.resolution = resolution
+        self.image_column = image_column
+        self.augment = augment
+        self.image_processor = SimVQImageProcessor.from_image_size(resolution)
+
+    def _random_crop_and_flip(self, image: PIL.Image.Image) -> PIL.Image.Image:
+        scale = self.resolution / min(image.size)
+        if scale != 1:
+            size = (max(self.resolution, round(image.width * scale)), max(self.resolution, round(image.height * scale)))
+            image = image.resize(size, PIL.Image.Resampling.BICUBIC)
+        left = int(torch.randint(image.width - self.resolution + 1, ()))
+        top = int(torch.randint(image.height - self.resolution + 1, ()))
+        image = image.crop((left, top, left + self.resolution, top + self.resolution))
+        if torch.rand(()) < 0.5:
+            image = image.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT)
+        return image
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, torch.Tensor]:
+        images = [image.convert("RGB") for image in batch[self.image_column]]
+        for image in images:
+            check_image_size(image, self.resolution)
+        if self.augment:
+            images = [self._random_crop_and_flip(image) for image in images]
+        return {"pixel_values": self.image_processor(images, return_tensors="pt")["pixel_values"]}
+
+
+def with_pixel_values(
+    dataset: datasets.Dataset | datasets.IterableDataset, resolution: int, image_column: str = "image", augment: bool = False
+) -> datasets.Dataset | datasets.IterableDataset:
+    """`dataset` yielding `{"pixel_values": (3, resolution, resolution)}` examples, ready for a `DataLoader`.
+
+    A map-style dataset gets the transform on access (`with_transform`), so augmentation differs every epoch; a
+    streaming one gets a lazy batched `map`.
+    """
+    transform: Callable = PixelValuesTransform(resolution, image_column, augment)
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.map(transform, batched=True, remove_columns=list(dataset.features or [image_column]))
+    return dataset.with_transform(transform)
+
+
+__all__ = [
+    "PixelValuesTransform",
+    "check_image_size",
+    "default_image_datasets",
+    "load_image_dataset",
+    "with_pixel_values",
+]
