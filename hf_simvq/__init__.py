@@ -8,6 +8,7 @@ loads with `trust_remote_code=True` where hf_simvq is not installed.
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_simvq import SimVQConfig
+from .diffusers_simvq import SimVQVQModel
 from .image_processing_simvq import SimVQImageProcessor
 from .modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
 from .quantization import QuantizerOutput, SimVQQuantizer, VQQuantizer, nearest_code_indices
@@ -28,6 +29,7 @@ __all__ = [
     "SimVQModelOutput",
     "SimVQPreTrainedModel",
     "SimVQQuantizer",
+    "SimVQVQModel",
     "VQQuantizer",
     "nearest_code_indices",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 
 from .autoencoder import build_decoder, build_encoder
 from .configuration_simvq import SimVQConfig
-from .modeling_simvq import SimVQModel
+from .modeling_simvq import SimVQModel, check_pixel_values
 from .quantization import build_quantizer
 
 MODEL_FIELDS = (
@@ -110,6 +110,7 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
             codebook_init_std=codebook_init_std,
             projection_bias=projection_bias,
         )
+        self._simvq_config = config
         self.encoder = build_encoder(config)
         self.quantize = build_quantizer(config)
         self.decoder = build_decoder(config)
@@ -139,6 +140,7 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
 
         Quantization happens in `decode`, as in `VQModel`, so a diffusion model can work on `h` directly.
         """
+        check_pixel_values(x, self._simvq_config)
         h = self.encoder(x)
         if not return_dict:
             return (h,)

@@ -51,6 +51,21 @@ class SimVQModelOutput(ModelOutput):
     quantization_loss: torch.FloatTensor | None = None
 
 
+def check_pixel_values(pixel_values: torch.Tensor, config: SimVQConfig) -> None:
+    """Raise `ValueError` unless `pixel_values` is a `(B, C, H, W)` batch the encoder can downsample evenly."""
+    factor = config.downsample_factor
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != config.num_channels:
+        raise ValueError(
+            f"Expected pixel_values of shape (batch, {config.num_channels}, height, width), got "
+            f"{tuple(pixel_values.shape)}. Use SimVQImageProcessor to turn images into pixel_values."
+        )
+    if pixel_values.shape[2] % factor or pixel_values.shape[3] % factor:
+        raise ValueError(
+            f"Image height and width must be multiples of {factor} (the downsampling factor), got "
+            f"{tuple(pixel_values.shape[2:])}. Resize or crop, e.g. with SimVQImageProcessor."
+        )
+
+
 class SimVQPreTrainedModel(PreTrainedModel):
     config: SimVQConfig
     base_model_prefix = "simvq"
@@ -89,22 +104,9 @@ class SimVQModel(SimVQPreTrainedModel):
         self.decoder = build_decoder(config)
         self.post_init()
 
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        factor = self.config.downsample_factor
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
-            raise ValueError(
-                f"Expected pixel_values of shape (batch, {self.config.num_channels}, height, width), got "
-                f"{tuple(pixel_values.shape)}. Use SimVQImageProcessor to turn images into pixel_values."
-            )
-        if pixel_values.shape[2] % factor or pixel_values.shape[3] % factor:
-            raise ValueError(
-                f"Image height and width must be multiples of {factor} (the downsampling factor), got "
-                f"{tuple(pixel_values.shape[2:])}. Resize or crop, e.g. with SimVQImageProcessor."
-            )
-
     def encode(self, pixel_values: torch.FloatTensor) -> SimVQEncoderOutput:
         """Images in `[-1, 1]`, `(B, C, H, W)` → latents, quantized latents and token map `(B, H/f, W/f)`."""
-        self._check_pixel_values(pixel_values)
+        check_pixel_values(pixel_values, self.config)
         latents = self.encoder(pixel_values)
         quantizer_output = self.quantize(latents)
         return SimVQEncoderOutput(

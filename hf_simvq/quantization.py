@@ -149,7 +149,8 @@ class VectorQuantizer(nn.Module):
         self.check_indices(indices)
         codes = self.lookup(indices.long())
         if shape is not None:
-            codes = codes.view(shape).permute(0, 3, 1, 2).contiguous()
+            # No .contiguous(): the layout then matches `forward`'s, so decoding both is bit-identical.
+            codes = codes.view(shape).permute(0, 3, 1, 2)
         return codes
 
 
