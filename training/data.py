@@ -169,7 +169,7 @@ def load_image_dataset(
         ) from error
     if split not in dataset_dict:
         raise ValueError(
-            f"The dataset has no split {split!r}; available splits: {sorted(dataset_dict)}. Pass one of them as --split."
+            f"The dataset has no split {split!r}; available splits: {sorted(dataset_dict)}. Pass one as --split."
         )
     dataset = dataset_dict[split]
     columns = dataset.column_names or list(dataset.features or {})
@@ -221,7 +221,10 @@ class PixelValuesTransform:
 
 
 def with_pixel_values(
-    dataset: datasets.Dataset | datasets.IterableDataset, resolution: int, image_column: str = "image", augment: bool = False
+    dataset: datasets.Dataset | datasets.IterableDataset,
+    resolution: int,
+    image_column: str = "image",
+    augment: bool = False,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """`dataset` yielding `{"pixel_values": (3, resolution, resolution)}` examples, ready for a `DataLoader`.
 
