@@ -1,7 +1,7 @@
 """The embedded default data, dataset loading errors, and the pixel_values transform."""
 
+import importlib.util
 import inspect
-import sys
 from pathlib import Path
 
 import datasets
@@ -10,17 +10,17 @@ import PIL.Image
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from hf_simvq import SimVQImageProcessor
 
-from data import (  # noqa: E402
-    VALIDATION_PHOTOS,
-    PixelValuesTransform,
-    default_image_datasets,
-    load_image_dataset,
-    with_pixel_values,
-)
-
-from hf_simvq import SimVQImageProcessor  # noqa: E402
+# Loaded from its path: putting training/ on sys.path would let training/evaluate.py shadow the `evaluate` library.
+_spec = importlib.util.spec_from_file_location("training_data", Path(__file__).parents[1] / "training" / "data.py")
+data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(data)
+VALIDATION_PHOTOS = data.VALIDATION_PHOTOS
+PixelValuesTransform = data.PixelValuesTransform
+default_image_datasets = data.default_image_datasets
+load_image_dataset = data.load_image_dataset
+with_pixel_values = data.with_pixel_values
 
 
 @pytest.fixture(scope="module")
