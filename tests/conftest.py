@@ -27,3 +27,17 @@ def images() -> torch.Tensor:
 def model(request) -> SimVQModel:
     torch.manual_seed(0)
     return SimVQModel(tiny_config(quantizer_type=request.param)).eval()
+
+
+def word_level_tokenizer(texts: list[str]):
+    """A small word-level text tokenizer trained here (no download), with bos/eos/pad/unk."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "</s>"]
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
