@@ -1,0 +1,201 @@
+"""Text-to-image with SimVQ tokens in a causal LM's vocabulary: a tiny Llama learns (caption, image) pairs.
+
+    accelerate launch training/train_lm.py --image_tokenizer outputs/cpu-small --output_dir outputs/lm-demo
+
+The captions name the photo and zoom each crop of the embedded default data came from ("a photo of the rocket at
+scale 0.5"). The LM is a `LlamaForCausalLM` built from a config (no download), its vocabulary extended with the
+SimVQ codes (`extend_language_model`, image rows seeded from the codebook); `generate` with
+`ImageSpanLogitsProcessor` then writes image spans that always decode. Writes the loss curve, a sample grid (real
+crops above generated images for the same captions), `metrics.json`, the LM and the vocabulary.
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from data import default_image_datasets
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from hf_simvq import SimVQImageProcessor
+from hf_simvq.image_vocabulary import SimVQImageVocabulary
+from hf_simvq.language_model import ImageSpanLogitsProcessor, extend_language_model
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image_tokenizer", required=True, help="a SimVQ folder, e.g. training/train.py's output")
+    parser.add_argument("--output_dir", default="outputs/lm-demo")
+    parser.add_argument("--num_images", type=int, default=2048, help="training crops of the default data")
+    parser.add_argument("--max_train_steps", type=int, default=600)
+    parser.add_argument("--train_batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--hidden_size", type=int, default=128)
+    parser.add_argument("--num_hidden_layers", type=int, default=3)
+    parser.add_argument("--num_attention_heads", type=int, default=4)
+    parser.add_argument("--num_samples", type=int, default=6, help="captions to generate images for")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def caption(source: str) -> str:
+    """`"rocket@0.5"` → `"a photo of the rocket at scale 0.5"`."""
+    photo, scale = source.split("@")
+    return f"a photo of the {photo.replace('_', ' ')} at scale {scale}"
+
+
+def caption_tokenizer(captions: list[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the captions' words, trained here: the demo needs no downloaded tokenizer."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.train_from_iterator(captions, trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<s>", "</s>"]))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def prompt_ids(vocabulary: SimVQImageVocabulary, text: str) -> torch.LongTensor:
+    """`<s> caption <|image_start|>`: what the LM continues with an image."""
+    tokenizer = vocabulary.tokenizer
+    words = tokenizer(text, add_special_tokens=False).input_ids
+    return torch.tensor([tokenizer.bos_token_id, *words, vocabulary.begin_image_id])
+
+
+def training_sequences(vocabulary: SimVQImageVocabulary, captions: list[str], images: list) -> TensorDataset:
+    """`<s> caption <image span> </s>`, padded; labels ignore the padding."""
+    image_ids = torch.cat([vocabulary.images_to_input_ids(images[i : i + 64]) for i in range(0, len(images), 64)])
+    tokenizer = vocabulary.tokenizer
+    sequences = [
+        torch.cat([prompt_ids(vocabulary, text)[:-1], span, torch.tensor([tokenizer.eos_token_id])])
+        for text, span in zip(captions, image_ids, strict=True)
+    ]
+    length = max(len(sequence) for sequence in sequences)
+    input_ids = torch.full((len(sequences), length), tokenizer.pad_token_id)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = sequence
+    attention_mask = input_ids != tokenizer.pad_token_id
+    labels = input_ids.masked_fill(~attention_mask, -100)
+    return TensorDataset(input_ids, attention_mask.long(), labels)
+
+
+def save_plots(output_dir: Path, losses: list[float], real: list, generated: list, texts: list[str]) -> None:
+    figure, axis = pyplot.subplots(figsize=(6, 3.5))
+    axis.plot(losses)
+    axis.set(xlabel="step", ylabel="cross-entropy (nats / token)", yscale="log", title="LM training loss")
+    figure.tight_layout()
+    figure.savefig(output_dir / "loss_curve.png", dpi=120)
+    figure, axes = pyplot.subplots(2, len(texts), figsize=(2 * len(texts), 4.6), squeeze=False)
+    for column, text in enumerate(texts):
+        for row, image in enumerate((real[column], generated[column])):
+            axes[row, column].imshow(image)
+            axes[row, column].axis("off")
+        axes[0, column].set_title(text.removeprefix("a photo of the "), fontsize=7)
+    figure.suptitle("real crops (top) · generated from the caption (bottom)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(output_dir / "samples.png", dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    accelerator = Accelerator()
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    image_tokenizer = AutoModel.from_pretrained(args.image_tokenizer).eval()
+    image_processor = SimVQImageProcessor.from_image_size(image_tokenizer.config.image_size)
+    data = default_image_datasets(image_tokenizer.config.image_size, args.num_images, 1, seed=args.seed)["train"]
+    captions = [caption(source) for source in data["source"]]
+    vocabulary = SimVQImageVocabulary.from_tokenizers(caption_tokenizer(captions), image_tokenizer, image_processor)
+    dataset = training_sequences(vocabulary, captions, list(data["image"]))
+
+    config = LlamaConfig(
+        vocab_size=vocabulary.layout.text_vocab_size,
+        hidden_size=args.hidden_size,
+        intermediate_size=4 * args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
+        max_position_embeddings=dataset.tensors[0].shape[1],
+        bos_token_id=vocabulary.tokenizer.bos_token_id,
+        eos_token_id=vocabulary.tokenizer.eos_token_id,
+        pad_token_id=vocabulary.tokenizer.pad_token_id,
+    )
+    model = extend_language_model(LlamaForCausalLM(config), vocabulary)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
+    loader = DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    losses, step = [], 0
+    progress = tqdm(total=args.max_train_steps, disable=not accelerator.is_local_main_process, desc="LM")
+    for _ in range(math.ceil(args.max_train_steps / len(loader))):
+        for input_ids, attention_mask, labels in loader:
+            lr = (
+                args.learning_rate
+                * min(1.0, (step + 1) / 50)
+                * 0.5
+                * (1 + math.cos(math.pi * step / args.max_train_steps))
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(accelerator.gather(loss.detach()).mean().item())
+            step += 1
+            progress.update()
+            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            if step >= args.max_train_steps:
+                break
+        if step >= args.max_train_steps:
+            break
+    progress.close()
+
+    model = accelerator.unwrap_model(model).eval()
+    if accelerator.is_main_process:
+        texts = list(dict.fromkeys(captions))[: args.num_samples]
+        real = [data[captions.index(text)]["image"] for text in texts]
+        generated = []
+        processor = ImageSpanLogitsProcessor(vocabulary)
+        for text in texts:
+            prompt = prompt_ids(vocabulary, text)[None].to(accelerator.device)
+            with torch.no_grad():
+                sequence = model.generate(
+                    prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    logits_processor=[processor],
+                    max_new_tokens=vocabulary.layout.span_body_length + 1,
+                    do_sample=True,
+                    top_k=50,
+                    pad_token_id=vocabulary.tokenizer.pad_token_id,
+                )[0].cpu()
+            generated.append(image_processor.postprocess(vocabulary.input_ids_to_images(sequence)[0])[0])
+        save_plots(output_dir, losses, real, generated, texts)
+        window = max(1, len(losses) // 10)
+        metrics = {
+            "steps": step,
+            "first_loss": sum(losses[:window]) / window,
+            "final_loss": sum(losses[-window:]) / window,
+            "image_codes": vocabulary.layout.codebook_size,
+            "vocab_size": vocabulary.layout.total_vocab_size,
+            "sequence_length": dataset.tensors[0].shape[1],
+            "num_samples": len(generated),
+        }
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        model.save_pretrained(output_dir / "lm")
+        vocabulary.save_pretrained(output_dir / "lm")
+        accelerator.print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()
