@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -129,6 +130,17 @@ def run_worker(implementation: str, codebook_size: int, repeats: int) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def tile_sweep(codebook_size: int = 262144) -> None:
+    """Search time for several tile shapes: how `TOKEN_BLOCK` × `CODE_BLOCK` was chosen for this machine's caches."""
+    tokens, codebook = torch.randn(NUM_TOKENS, EMBED_DIM), torch.randn(codebook_size, EMBED_DIM)
+    print(f"tile (tokens × codes) | tile MiB | search s at K={codebook_size:,}")
+    for token_block, code_block in [(256, 1024), (512, 2048), (1024, 1024), (1024, 4096), (2048, 1024), (1024, 8192)]:
+        search = partial(nearest_code_indices, tokens, codebook, token_block=token_block, code_block=code_block)
+        search()
+        best = min(_seconds(search) for _ in range(2))
+        print(f"{token_block:>9} × {code_block:<9} | {token_block * code_block * 4 / 2**20:>8.0f} | {best:.3f}")
+
+
 def paper_model(codebook_size: int, quantizer_type: str = "simvq") -> SimVQModel:
     torch.manual_seed(0)
     return SimVQModel(SimVQConfig(codebook_size=codebook_size, quantizer_type=quantizer_type)).eval()
@@ -209,8 +221,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "CODEBOOK_SIZE"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiles", action="store_true", help="only sweep the search's tile shapes")
     args = parser.parse_args()
-    if args.worker:
+    if args.tiles:
+        tile_sweep()
+    elif args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats)))
     else:
         main()

@@ -12,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+# One 1024 × 4096 fp32 tile is 16 MiB: large enough for the GEMM to run near peak (d = 128 is a thin inner
+# dimension), small enough to stay in a 32 MiB L3 for the min-reduction that follows; smaller tiles lost GEMM
+# efficiency and larger ones spilled (`python benchmarks/quantizer.py --tiles` re-measures on a new machine).
 TOKEN_BLOCK = 1024
 CODE_BLOCK = 4096
 
