@@ -11,6 +11,7 @@ from .configuration_simvq import SimVQConfig
 from .diffusers_simvq import SimVQVQModel
 from .image_processing_simvq import SimVQImageProcessor
 from .modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
+from .multiscale_quantization import MultiScaleQuantizerOutput, MultiScaleSimVQQuantizer
 from .quantization import QuantizerOutput, SimVQQuantizer, VQQuantizer, nearest_code_indices
 
 AutoConfig.register(SimVQConfig.model_type, SimVQConfig, exist_ok=True)
@@ -21,6 +22,8 @@ SimVQModel.register_for_auto_class("AutoModel")
 SimVQImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
+    "MultiScaleQuantizerOutput",
+    "MultiScaleSimVQQuantizer",
     "QuantizerOutput",
     "SimVQConfig",
     "SimVQEncoderOutput",

@@ -3,7 +3,17 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-QUANTIZER_TYPES = ("simvq", "vq")
+QUANTIZER_TYPES = ("simvq", "vq", "multiscale_simvq")
+VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+
+
+def default_scales(latent_size: int) -> list[int]:
+    """VAR's token-map sides for a 16×16 latent, rescaled to `latent_size`: rounded, deduplicated, starting at 1.
+
+    Rescaling keeps VAR's shape (small steps at coarse scales, larger ones at fine scales) for any latent size,
+    and gives VAR's own progression back at 16.
+    """
+    return sorted({1, *(max(1, round(side * latent_size / VAR_SCALES[-1])) for side in VAR_SCALES)})
 
 
 @strict
@@ -32,6 +42,14 @@ class SimVQConfig(PreTrainedConfig):
         codebook_init_std (`float`, *optional*): standard deviation of the Gaussian codebook; `embed_dim ** -0.5`
             when unset, as in the reference implementation.
         projection_bias (`bool`, defaults to `True`): whether the SimVQ projection `W` has a bias `b`.
+        scales (`list[int]`, *optional*): `"multiscale_simvq"` only: sides of the token maps, coarse to fine, as VAR's
+            `patch_nums`; strictly increasing and ending at the latent size. When unset, VAR's
+            `(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)` rescaled to the latent size (exactly that for a 16×16 latent).
+        quant_resi (`float`, defaults to 0.5): `"multiscale_simvq"` only: weight `r` of the 3×3 convolution in VAR's
+            residual refiner `φ(h) = (1 − r)·h + r·conv(h)`; 0 turns the refiners off.
+        num_shared_phi (`int`, defaults to 4): `"multiscale_simvq"` only: number of refiners `φ` shared across the
+            scales, each serving the scales nearest its position (VAR's partial sharing); `len(scales)` gives one
+            per scale, 1 a single shared one.
     """
 
     model_type = "simvq"
@@ -49,12 +67,19 @@ class SimVQConfig(PreTrainedConfig):
     commitment_beta: float = 0.25
     codebook_init_std: float | None = None
     projection_bias: bool = True
+    scales: list[int] | tuple[int, ...] | None = None
+    quant_resi: float = 0.5
+    num_shared_phi: int = 4
 
     def __post_init__(self, **kwargs):
         self.channel_multipliers = list(self.channel_multipliers)
+        if self.scales is not None:
+            self.scales = list(self.scales)
         self._check_values()
         if self.codebook_init_std is None:
             self.codebook_init_std = self.embed_dim**-0.5
+        if self.scales is None and self.quantizer_type == "multiscale_simvq":
+            self.scales = default_scales(self.latent_size)
         super().__post_init__(**kwargs)
 
     @property
@@ -109,6 +134,29 @@ class SimVQConfig(PreTrainedConfig):
             raise ValueError(f"`commitment_beta` must be non-negative, got {self.commitment_beta}.")
         if self.codebook_init_std is not None and self.codebook_init_std <= 0:
             raise ValueError(f"`codebook_init_std` must be positive, got {self.codebook_init_std}.")
+        if self.scales is not None:
+            self._check_scales()
+        if not 0 <= self.quant_resi <= 1:
+            raise ValueError(f"`quant_resi` must lie in [0, 1] (0 turns the refiners φ off), got {self.quant_resi}.")
+        if self.num_shared_phi < 1:
+            raise ValueError(
+                f"`num_shared_phi` must be at least 1 (1: one φ for all scales; len(scales): one per scale), "
+                f"got {self.num_shared_phi}."
+            )
+
+    def _check_scales(self):
+        """Scales must grow strictly from coarse to fine and end at the latent map, which the last scale quantizes."""
+        scales = self.scales
+        if not scales or any(side < 1 for side in scales):
+            raise ValueError(f"`scales` must be a non-empty list of positive token-map sides, got {scales}.")
+        if any(scales[i + 1] <= scales[i] for i in range(len(scales) - 1)):
+            raise ValueError(f"`scales` must be strictly increasing (coarse to fine), got {scales}.")
+        if scales[-1] != self.latent_size:
+            raise ValueError(
+                f"The last of `scales` must equal the latent size {self.latent_size} (image_size {self.image_size} / "
+                f"downsampling factor {self.downsample_factor}), got {scales}; end the list at {self.latent_size} or "
+                f"leave `scales` unset to derive it."
+            )
 
 
 __all__ = ["SimVQConfig"]

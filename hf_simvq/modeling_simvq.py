@@ -11,6 +11,7 @@ from transformers.utils import ModelOutput
 
 from .autoencoder import build_decoder, build_encoder
 from .configuration_simvq import SimVQConfig
+from .multiscale_quantization import MultiScaleSimVQQuantizer
 from .quantization import SimVQQuantizer, VQQuantizer, build_quantizer
 
 
@@ -22,10 +23,12 @@ class SimVQEncoderOutput(ModelOutput):
             The encoder's continuous output `z`, before quantization.
         quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
             The chosen codes (straight-through while gradients flow); what `decode` takes.
-        image_tokens (`torch.LongTensor` of shape `(batch_size, height, width)`):
-            Index of the chosen code at every position, in `[0, codebook_size)`; what `decode_tokens` takes.
+        image_tokens (`torch.LongTensor` of shape `(batch_size, height, width)`, or `(batch_size, L)` multi-scale):
+            Index of the chosen code at every position, in `[0, codebook_size)`; what `decode_tokens` takes. For
+            `"multiscale_simvq"`, every scale's map flattened and concatenated coarse to fine (`L = Σ side²`, VAR's
+            `gt_BL`); `img_to_idxBl` gives the same ids split by scale.
         quantization_loss (`torch.FloatTensor` of shape `()`):
-            Commitment plus codebook loss of the quantizer.
+            Commitment plus codebook loss of the quantizer (multi-scale: averaged over the scales).
     """
 
     latents: torch.FloatTensor | None = None
@@ -40,8 +43,8 @@ class SimVQModelOutput(ModelOutput):
     Args:
         reconstruction (`torch.FloatTensor` of shape `(batch_size, out_channels, height, width)`):
             The decoded image, in the range the inputs were given in (`[-1, 1]` from `SimVQImageProcessor`).
-        image_tokens (`torch.LongTensor` of shape `(batch_size, latent_height, latent_width)`):
-            The token map the reconstruction was decoded from.
+        image_tokens (`torch.LongTensor` of shape `(batch_size, latent_height, latent_width)`, or `(batch_size, L)`):
+            The token map the reconstruction was decoded from (multi-scale: all scales concatenated, as in `encode`).
         quantization_loss (`torch.FloatTensor` of shape `()`):
             Commitment plus codebook loss; add the reconstruction (and perceptual/adversarial) losses to train.
     """
@@ -95,7 +98,11 @@ class SimVQPreTrainedModel(PreTrainedModel):
 
 
 class SimVQModel(SimVQPreTrainedModel):
-    """Encoder → SimVQ quantizer → decoder. `encode` turns images into token maps, `decode_tokens` turns them back."""
+    """Encoder → SimVQ quantizer → decoder. `encode` turns images into token maps, `decode_tokens` turns them back.
+
+    With `quantizer_type="multiscale_simvq"` it also speaks VAR's tokenizer interface: `img_to_idxBl`,
+    `idxBl_to_img`, `idxBl_to_var_input`, `get_next_autoregressive_input` and `quantize.embedding`.
+    """
 
     def __init__(self, config: SimVQConfig):
         super().__init__(config)
@@ -126,7 +133,9 @@ class SimVQModel(SimVQPreTrainedModel):
         return self.decoder(quantized)
 
     def tokens_to_latents(self, image_tokens: torch.LongTensor) -> torch.FloatTensor:
-        """Token map `(B, h, w)` → quantized latents `(B, embed_dim, h, w)`; validates rank and id range."""
+        """Token map `(B, h, w)` (multi-scale: `(B, L)`) → quantized latents `(B, embed_dim, h, w)`; validates them."""
+        if isinstance(self.quantize, MultiScaleSimVQQuantizer):
+            return self.quantize.f_hat_per_scale(self.quantize.split_scales(image_tokens))[-1]
         if image_tokens.ndim != 3:
             raise ValueError(
                 f"Expected image_tokens of shape (batch, height, width), got rank {image_tokens.ndim} "
@@ -136,12 +145,51 @@ class SimVQModel(SimVQPreTrainedModel):
         return self.quantize.lookup(image_tokens.long()).permute(0, 3, 1, 2)
 
     def decode_tokens(self, image_tokens: torch.LongTensor) -> torch.FloatTensor:
-        """Token map `(B, h, w)` with ids in `[0, codebook_size)` → images `(B, C, h·f, w·f)`."""
+        """Token map `(B, h, w)` (multi-scale: `(B, L)`) with ids in `[0, codebook_size)` → images `(B, C, H, W)`."""
         return self.decode(self.tokens_to_latents(image_tokens))
 
     def get_codebook(self) -> torch.Tensor:
         """The effective `(codebook_size, embed_dim)` codebook (SimVQ: `C·Wᵀ + b`)."""
         return self.quantize.codebook()
+
+    def _multiscale_quantizer(self, method: str) -> MultiScaleSimVQQuantizer:
+        """The quantizer, when it is multi-scale; VAR's interface means nothing for a single token map."""
+        if not isinstance(self.quantize, MultiScaleSimVQQuantizer):
+            raise ValueError(
+                f"`{method}` is VAR's next-scale interface and needs a multi-scale tokenizer, but this model has "
+                f"quantizer_type={self.config.quantizer_type!r}; build it with quantizer_type='multiscale_simvq'."
+            )
+        return self.quantize
+
+    @torch.no_grad()
+    def img_to_idxBl(self, pixel_values: torch.FloatTensor) -> list[torch.LongTensor]:
+        """Images in `[-1, 1]` → VAR's per-scale ids, a list of `(B, side²)` from the coarsest scale to the finest."""
+        quantizer = self._multiscale_quantizer("img_to_idxBl")
+        return quantizer.split_scales(self.encode(pixel_values).image_tokens)
+
+    def idxBl_to_img(
+        self, idx_list: list[torch.LongTensor], same_shape: bool, last_one: bool = False
+    ) -> torch.FloatTensor | list[torch.FloatTensor]:
+        """Per-scale ids → images in `[-1, 1]` (clamped, as VAR), decoded from `f_hat` after each scale.
+
+        `last_one=True` returns only the image of all the given scales; otherwise one image per scale, coarse to
+        fine. `same_shape=False` is VAR's experimental variant whose `i`-th image is `side_i · f` pixels wide.
+        """
+        f_hats = self._multiscale_quantizer("idxBl_to_img").f_hat_per_scale(idx_list, same_shape=same_shape)
+        if last_one:
+            return self.decode(f_hats[-1]).clamp(-1, 1)
+        return [self.decode(f_hat).clamp(-1, 1) for f_hat in f_hats]
+
+    def idxBl_to_var_input(self, idx_list: list[torch.LongTensor]) -> torch.FloatTensor:
+        """VAR's teacher-forcing input `(B, L − first_l, d)`: `f_hat` after each scale, downsampled to the next one."""
+        return self._multiscale_quantizer("idxBl_to_var_input").idxBl_to_var_input(idx_list)
+
+    def get_next_autoregressive_input(
+        self, si: int, SN: int, f_hat: torch.FloatTensor, h: torch.FloatTensor
+    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
+        """VAR sampling step: add scale `si`'s codes `h` to `f_hat` in place; return it and the next scale's input."""
+        quantizer = self._multiscale_quantizer("get_next_autoregressive_input")
+        return quantizer.get_next_autoregressive_input(si, SN, f_hat, h)
 
     def forward(self, pixel_values: torch.FloatTensor, return_dict: bool | None = None) -> SimVQModelOutput | tuple:
         encoded = self.encode(pixel_values)

@@ -256,4 +256,15 @@ def build_quantizer(config) -> VectorQuantizer:
     }
     if config.quantizer_type == "simvq":
         return SimVQQuantizer(**common, projection_bias=config.projection_bias)
+    if config.quantizer_type == "multiscale_simvq":
+        # Imported here: the multi-scale quantizer builds on SimVQQuantizer, so a module-level import would be circular.
+        from .multiscale_quantization import MultiScaleSimVQQuantizer
+
+        return MultiScaleSimVQQuantizer(
+            **common,
+            scales=config.scales,
+            projection_bias=config.projection_bias,
+            quant_resi=config.quant_resi,
+            num_shared_phi=config.num_shared_phi,
+        )
     return VQQuantizer(**common)

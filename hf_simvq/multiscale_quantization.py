@@ -1,0 +1,263 @@
+"""Multi-scale residual SimVQ: VAR's next-scale token maps (Tian et al., arXiv 2404.02905) over one SimVQ codebook.
+
+The latent map is quantized coarse to fine: at every scale the still-unexplained residual is area-downsampled to
+that scale's side, each position takes its nearest code, and the codes are upsampled back to the full latent map and
+refined by a residual convolution `φ` before being added to the running reconstruction `f_hat`. All scales share one
+SimVQ codebook `C·Wᵀ + b`, so a VAR transformer gets SimVQ's large, fully used vocabulary.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .codebook_usage import token_histogram
+from .quantization import QuantizerOutput, SimVQQuantizer, nearest_code_indices
+
+
+@dataclass
+class MultiScaleQuantizerOutput(QuantizerOutput):
+    """
+    Args:
+        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
+            `f_hat`, the sum of every scale's refined codes. While gradients flow, it carries the straight-through
+            estimator `z + sg(f_hat − z)`.
+        indices (`torch.LongTensor` of shape `(batch_size, L)`):
+            Every scale's token map flattened row-major and concatenated coarse to fine, `L = Σ side²`: VAR's
+            training target `gt_BL`.
+        loss (`torch.FloatTensor` of shape `()`):
+            `beta·‖z − sg(f_hat)‖² + ‖sg(z) − f_hat‖²` after each scale, averaged over the scales.
+        scale_indices (`list[torch.LongTensor]`, each of shape `(batch_size, side²)`):
+            The same ids split by scale: VAR's `idx_Bl` list.
+    """
+
+    scale_indices: list[torch.LongTensor] | None = None
+
+
+class Phi(nn.Conv2d):
+    """VAR's residual refiner `φ(h) = (1 − r)·h + r·conv3×3(h)`: smooths the blockiness of upsampled coarse codes."""
+
+    def __init__(self, embed_dim: int, residual_ratio: float):
+        super().__init__(embed_dim, embed_dim, kernel_size=3, padding=1)
+        self.residual_ratio = residual_ratio
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes * (1 - self.residual_ratio) + super().forward(codes) * self.residual_ratio
+
+
+def shared_phi_assignment(num_scales: int, num_shared_phi: int) -> list[int]:
+    """Which of the `num_shared_phi` refiners serves each scale: the one whose tick is nearest the scale's position.
+
+    As VAR's `PhiPartiallyShared`: scale `i` sits at `i / (num_scales − 1)` in [0, 1]; the ticks are spread evenly
+    inside [0, 1] (with VAR's tighter margin of `1/(3n)` for four refiners); ties go to the lower refiner.
+    """
+    margin = 1 / (3 * num_shared_phi) if num_shared_phi == 4 else 1 / (2 * num_shared_phi)
+    step = (1 - 2 * margin) / max(num_shared_phi - 1, 1)
+    ticks = [margin + k * step for k in range(num_shared_phi)]
+    positions = [index / max(num_scales - 1, 1) for index in range(num_scales)]
+    return [min(range(num_shared_phi), key=lambda k: abs(ticks[k] - position)) for position in positions]
+
+
+class MultiScaleSimVQQuantizer(SimVQQuantizer):
+    """Residual quantization over scales (VAR's `VectorQuantizer2`) against one shared SimVQ codebook.
+
+    It is a `SimVQQuantizer`, so the frozen codebook `C`, the projection `W`, the cached nearest-code search table,
+    `lookup` and the id checks are those of single-scale SimVQ (and so are their parameter names); only `forward`
+    differs. `embedding` exposes the effective codebook as the `nn.Embedding` VAR's transformer reads.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int,
+        embed_dim: int,
+        scales: list[int],
+        commitment_beta: float = 0.25,
+        codebook_init_std: float | None = None,
+        projection_bias: bool = True,
+        quant_resi: float = 0.5,
+        num_shared_phi: int = 4,
+    ):
+        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std, projection_bias)
+        self.scales = list(scales)
+        self.phi = nn.ModuleList(
+            Phi(embed_dim, quant_resi) if quant_resi > 0 else nn.Identity() for _ in range(num_shared_phi)
+        )
+        self.phi_of_scale = shared_phi_assignment(len(self.scales), num_shared_phi)
+        # A plain attribute, not a submodule: the table is derived from C and W, so it must stay out of the state
+        # dict, `parameters()` (no optimizer may train it) and `_init_weights`.
+        object.__setattr__(self, "_embedding_table", None)
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the full latent map: the finest scale."""
+        return self.scales[-1]
+
+    @property
+    def sequence_length(self) -> int:
+        """`L`, the number of tokens of all scales together."""
+        return sum(side * side for side in self.scales)
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The current effective codebook `C·Wᵀ + b` as a frozen `nn.Embedding`, as VAR's `quantize.embedding`.
+
+        It shares its storage with the cached search table, so it is rebuilt only when `C`, `W` or `b` change
+        (after an optimizer step, a load). Detached: VAR reads it from a frozen tokenizer.
+        """
+        codebook, _ = self._search_codebook()
+        table = self._embedding_table
+        if table is None or table.weight.data_ptr() != codebook.data_ptr():
+            table = nn.Embedding.from_pretrained(codebook, freeze=True)
+            object.__setattr__(self, "_embedding_table", table)
+        return table
+
+    def split_scales(self, image_tokens: torch.LongTensor) -> list[torch.LongTensor]:
+        """Concatenated ids `(B, L)` → VAR's `idx_Bl` list of `(B, side²)`; `ValueError` when `L` does not fit."""
+        if image_tokens.ndim != 2 or image_tokens.shape[1] != self.sequence_length:
+            raise ValueError(
+                f"Expected multi-scale token ids of shape (batch, {self.sequence_length}) (scales {self.scales} "
+                f"concatenated coarse to fine), got {tuple(image_tokens.shape)}."
+            )
+        return list(image_tokens.split([side * side for side in self.scales], dim=1))
+
+    def check_scale_indices(self, scale_indices: list[torch.Tensor], max_scales: int | None = None) -> None:
+        """Raise `ValueError` unless `scale_indices` are the first (up to `max_scales`) scales' `(B, side²)` ids."""
+        max_scales = len(self.scales) if max_scales is None else max_scales
+        if not 0 < len(scale_indices) <= max_scales:
+            raise ValueError(f"Expected 1 to {max_scales} per-scale token maps, got {len(scale_indices)}.")
+        batch = scale_indices[0].shape[0]
+        for side, indices in zip(self.scales, scale_indices, strict=False):  # a prefix of the scales is allowed
+            if indices.shape != (batch, side * side):
+                raise ValueError(
+                    f"The token map of the {side}×{side} scale must have shape ({batch}, {side * side}), got "
+                    f"{tuple(indices.shape)}; scales are {self.scales}, coarse to fine."
+                )
+            self.check_indices(indices)
+
+    def scale_residual(self, codes: torch.Tensor, scale_index: int) -> torch.Tensor:
+        """Codes of one scale `(B, d, side, side)` → their share of `f_hat`: upsampled to the latent, then `φ`."""
+        if codes.shape[-1] != self.latent_size:
+            codes = F.interpolate(codes, size=(self.latent_size, self.latent_size), mode="bicubic")
+        return self.refine(codes, scale_index)
+
+    def refine(self, codes: torch.Tensor, scale_index: int) -> torch.Tensor:
+        """Apply the refiner `φ` that serves scale `scale_index` (shared with its neighbouring scales)."""
+        return self.phi[self.phi_of_scale[scale_index]](codes)
+
+    def scale_codes(self, indices: torch.LongTensor, scale_index: int) -> torch.Tensor:
+        """Ids of one scale `(B, side²)` → their codes as a map `(B, d, side, side)`."""
+        side = self.scales[scale_index]
+        return self.lookup(indices).transpose(1, 2).reshape(indices.shape[0], self.embed_dim, side, side)
+
+    def downsample(self, f_hat: torch.Tensor, side: int) -> torch.Tensor:
+        """Area-average a latent map to `side × side`: how VAR looks at the residual, and at `f_hat`, per scale."""
+        return f_hat if f_hat.shape[-1] == side else F.interpolate(f_hat, size=(side, side), mode="area")
+
+    def f_hat_per_scale(self, scale_indices: list[torch.LongTensor], same_shape: bool = True) -> list[torch.Tensor]:
+        """`f_hat` after each scale, as VAR's `embed_to_fhat`.
+
+        `same_shape=True` gives every `f_hat` at the latent size (what training and inference use). `same_shape=False`
+        is VAR's experimental variant: `f_hat` grows with the scales, upsampled to each side before that scale's
+        codes (refined at their own size) are added, so the `i`-th map is `side_i × side_i`.
+        """
+        self.check_scale_indices(scale_indices)
+        side = self.latent_size if same_shape else self.scales[0]
+        # Every path accumulates onto zeros: convolutions may return another memory layout than their input, and
+        # starting from a fresh contiguous tensor keeps `f_hat`'s layout, hence its decoding, identical everywhere.
+        f_hat = self._zeros(scale_indices[0].shape[0], side, scale_indices[0].device)
+        f_hats = []
+        for si, ids in enumerate(scale_indices):
+            codes = self.scale_codes(ids, si)
+            if same_shape:
+                f_hat = f_hat + self.scale_residual(codes, si)
+            else:
+                f_hat = F.interpolate(f_hat, size=codes.shape[-2:], mode="bicubic") + self.refine(codes, si)
+            f_hats.append(f_hat)
+        return f_hats
+
+    def _zeros(self, batch: int, side: int, device: torch.device) -> torch.Tensor:
+        """An empty fp32 `f_hat` of `side × side` to accumulate scales onto."""
+        return torch.zeros(batch, self.embed_dim, side, side, device=device)
+
+    def idxBl_to_var_input(self, scale_indices: list[torch.LongTensor]) -> torch.Tensor:
+        """Teacher-forcing input of a VAR transformer: `(B, L − 1, d)` for the default first scale of one token.
+
+        Position block `i` holds `f_hat` after scales `0 … i`, area-downsampled to scale `i + 1`: what the transformer
+        sees when it predicts scale `i + 1`. The first scale has no such input (VAR starts it from the class token).
+        """
+        self.check_scale_indices(scale_indices)
+        batch = scale_indices[0].shape[0]
+        f_hat = self._zeros(batch, self.latent_size, scale_indices[0].device)
+        next_scale_inputs = []
+        for si, ids in enumerate(scale_indices[:-1]):
+            f_hat = f_hat + self.scale_residual(self.scale_codes(ids, si), si)
+            next_scale_inputs.append(self.downsample(f_hat, self.scales[si + 1]).flatten(2).transpose(1, 2))
+        if not next_scale_inputs:
+            return f_hat.new_zeros(batch, 0, self.embed_dim)
+        return torch.cat(next_scale_inputs, dim=1)
+
+    def get_next_autoregressive_input(
+        self, si: int, SN: int, f_hat: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of VAR sampling: add scale `si`'s codes `h` `(B, d, side, side)` to `f_hat` **in place**.
+
+        Returns `(f_hat, next input)`: `f_hat` area-downsampled to scale `si + 1`, or `f_hat` itself after the
+        last scale (`si == SN − 1`).
+        """
+        if SN != len(self.scales) or not 0 <= si < SN:
+            raise ValueError(
+                f"Expected SN = {len(self.scales)} (the number of scales) and 0 <= si < SN, got si={si}, SN={SN}."
+            )
+        f_hat.add_(self.scale_residual(h, si))
+        if si == SN - 1:
+            return f_hat, f_hat
+        return f_hat, self.downsample(f_hat, self.scales[si + 1])
+
+    def scale_histograms(self, image_tokens: torch.LongTensor) -> torch.LongTensor:
+        """`(num_scales, K)` code counts of concatenated ids `(B, L)`, one row per scale.
+
+        Counts rather than ratios, so windows and processes add up before any usage statistic is taken
+        (`hf_simvq.codebook_usage.codebook_usage(row)`); coarse scales have few tokens and use few codes by nature.
+        """
+        return torch.stack([token_histogram(ids, self.codebook_size) for ids in self.split_scales(image_tokens)])
+
+    def forward(self, latents: torch.Tensor) -> MultiScaleQuantizerOutput:
+        if latents.ndim != 4 or latents.shape[1:] != (self.embed_dim, self.latent_size, self.latent_size):
+            raise ValueError(
+                f"Expected latents of shape (batch, {self.embed_dim}, {self.latent_size}, {self.latent_size}): the "
+                f"multi-scale quantizer's finest scale is {self.latent_size}, got {tuple(latents.shape)}. Resize "
+                f"the images to the model's image_size."
+            )
+        # Residuals accumulate over many scales, so they are kept in fp32 whatever the autocast context (as VAR).
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            target = latents.float()
+            residual = target.detach()
+            f_hat = torch.zeros_like(residual)
+            loss = target.new_zeros(())
+            scale_indices = []
+            for si, side in enumerate(self.scales):
+                queries = self.downsample(residual, side).permute(0, 2, 3, 1).reshape(-1, self.embed_dim)
+                ids = nearest_code_indices(queries, *self._search_codebook()).view(latents.shape[0], side * side)
+                contribution = self.scale_residual(self.scale_codes(ids, si), si)
+                f_hat = f_hat + contribution
+                residual = residual - contribution.detach()
+                loss = (
+                    loss
+                    + self.commitment_beta * F.mse_loss(target, f_hat.detach())
+                    + F.mse_loss(f_hat, target.detach())
+                )
+                scale_indices.append(ids)
+            loss = loss / len(self.scales)
+        # As SimVQQuantizer: straight-through only while gradients flow, so decoding `quantized` outside autograd is
+        # bit-identical to decoding the indices.
+        quantized = target + (f_hat - target).detach() if latents.requires_grad else f_hat
+        return MultiScaleQuantizerOutput(
+            quantized=quantized.to(latents.dtype),
+            indices=torch.cat(scale_indices, dim=1),
+            loss=loss,
+            scale_indices=scale_indices,
+        )
+
+
+__all__ = ["MultiScaleQuantizerOutput", "MultiScaleSimVQQuantizer", "Phi", "shared_phi_assignment"]
