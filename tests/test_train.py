@@ -1,0 +1,164 @@
+"""End-to-end tests of training/train.py, each a real run of the script in a subprocess on a tiny model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
+
+TRAIN_SCRIPT = Path(__file__).parents[1] / "training" / "train.py"
+TINY_RUN = [
+    "--resolution", "16",
+    "--num_train_images", "256",
+    "--num_validation_images", "64",
+    "--num_validation_images_during_training", "32",
+    "--base_channels", "8",
+    "--channel_multipliers", "1", "2",
+    "--norm_num_groups", "4",
+    "--embed_dim", "8",
+    "--codebook_size", "64",
+    "--train_batch_size", "16",
+    "--eval_batch_size", "32",
+    "--num_grid_images", "4",
+    "--eval_metrics", "codebook_usage", "psnr", "ssim",
+    "--logging_steps", "1",
+]  # fmt: skip
+
+
+def train_command(output_dir: Path, *options: str) -> list[str]:
+    return [sys.executable, str(TRAIN_SCRIPT), "--output_dir", str(output_dir), *TINY_RUN, *options]
+
+
+def run_train(output_dir: Path, *options: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        train_command(output_dir, *options), capture_output=True, text=True, timeout=300, env=environment
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A short deferred-quantization run: 3 unquantized steps, then 3 quantized ones, a checkpoint every 3."""
+    output_dir = tmp_path_factory.mktemp("run")
+    result = run_train(
+        output_dir,
+        "--max_train_steps", "6",
+        "--deferred_quantization_steps", "3",
+        "--deferred_init_batches", "2",
+        "--validation_steps", "3",
+        "--checkpointing_steps", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir
+
+
+def test_run_writes_a_hub_ready_folder(trained):
+    model = AutoModel.from_pretrained(trained)
+    assert type(model).__name__ == "SimVQModel"
+    assert model.config.codebook_size == 64 and model.config.image_size == 16
+    with torch.no_grad():
+        reconstruction = model(torch.zeros(1, 3, 16, 16)).reconstruction
+    assert reconstruction.shape == (1, 3, 16, 16)
+
+    card = (trained / "README.md").read_text()
+    assert card.startswith("---") and "model-index" in card
+    results = json.loads((trained / "eval_results.json").read_text())
+    assert results["num_images"] == 64 and 0 < results["utilization"] <= 1 and results["psnr"] > 0
+    assert (trained / "preprocessor_config.json").is_file()
+    for picture in ("reconstructions.png", "training_curves.png"):
+        assert (trained / picture).stat().st_size > 1000
+
+
+def test_saved_model_holds_the_ema_weights_not_the_last_training_weights(trained):
+    saved = load_file(trained / "model.safetensors")
+    last_training = load_file(trained / "checkpoints" / "checkpoint_1" / "model.safetensors")
+    name = "decoder.conv_out.weight"
+    assert not torch.equal(saved[name], last_training[f"model.{name}"])
+
+
+def test_deferred_quantization_switches_phase_at_the_given_step(trained):
+    history = json.loads((trained / "training_history.json").read_text())
+    train_logs = {entry["step"]: entry for entry in history if "train/reconstruction_loss" in entry}
+    assert sorted(train_logs) == [1, 2, 3, 4, 5, 6]
+    for step in (1, 2, 3):
+        assert train_logs[step]["train/quantization_loss"] == 0.0
+        assert "train/utilization" not in train_logs[step]
+    for step in (4, 5, 6):
+        assert train_logs[step]["train/quantization_loss"] > 0
+        assert 0 < train_logs[step]["train/utilization"] <= 1
+
+
+def test_corrupt_or_foreign_checkpoint_gives_a_clear_error(trained, tmp_path):
+    checkpoint = trained / "checkpoints" / "checkpoint_0"
+    foreign_options = ["--max_train_steps", "6", "--codebook_size", "32", "--resume_from_checkpoint", str(checkpoint)]
+    foreign = run_train(tmp_path / "foreign", *foreign_options)
+    assert foreign.returncode != 0
+    assert "CheckpointError" in foreign.stderr and "different training setup" in foreign.stderr
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for file in checkpoint.iterdir():
+        (damaged / file.name).write_bytes(file.read_bytes())
+    (damaged / "model.safetensors").write_bytes(b"not a safetensors file")
+    options = ["--max_train_steps", "6", "--deferred_quantization_steps", "3", "--resume_from_checkpoint"]
+    result = run_train(tmp_path / "out", *options, str(damaged))
+    assert result.returncode != 0
+    assert "CheckpointError" in result.stderr and "damaged" in result.stderr
+
+    not_a_checkpoint = tmp_path / "empty"
+    not_a_checkpoint.mkdir()
+    result = run_train(tmp_path / "out", *options, str(not_a_checkpoint))
+    assert result.returncode != 0 and "not a complete checkpoint" in result.stderr
+
+
+def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    """Killed right after the step-10 checkpoint and resumed: identical final weights, bit for bit.
+
+    The run switches quantization on at step 12 and trains a discriminator from step 5 with gradient accumulation,
+    so the optimizers, the EMA, the data position and the phase all have to come back exactly.
+    """
+    options = [
+        "--max_train_steps", "24",
+        "--gradient_accumulation_steps", "2",
+        "--deferred_quantization_steps", "12",
+        "--deferred_init_batches", "2",
+        "--discriminator_weight", "0.1",
+        "--discriminator_layers", "2",
+        "--discriminator_start_step", "5",
+        "--checkpointing_steps", "5",
+        "--validation_steps", "7",
+    ]  # fmt: skip
+    uninterrupted = run_train(tmp_path / "uninterrupted", *options)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    interrupted_dir = tmp_path / "interrupted"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        train_command(interrupted_dir, *options), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
+    )
+    marker = interrupted_dir / "checkpoints" / "checkpoint_1" / "training_progress.json"
+    deadline = time.time() + 240
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert marker.exists(), "the run never reached its step-10 checkpoint"
+    assert not (interrupted_dir / "model.safetensors").exists(), "the run finished before it could be killed"
+
+    resumed = run_train(interrupted_dir, *options, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stderr
+    expected = load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    actual = load_file(interrupted_dir / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name

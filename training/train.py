@@ -1,0 +1,681 @@
+"""Train a SimVQ image tokenizer with 🤗 Accelerate.
+
+    accelerate launch training/train.py                      # the cpu-small default, ≤ 10 minutes on 2 CPU cores
+    python training/train.py --quantizer_type vq             # the plain-VQ baseline, to see its codebook collapse
+    accelerate launch training/train.py --config training/configs/imagenet128-simvq-65k.yaml   # the paper's recipe
+
+Options follow diffusers' training examples; `--config` loads a preset and any option given on the command line
+overrides it. The output folder is ready for the Hub: model, image processor, model card, evaluation results, a
+reconstruction grid and a plot of the training curves and codebook usage.
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from data import default_image_datasets, load_image_dataset, with_pixel_values
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from discriminator import PatchDiscriminator, generator_loss, hinge_discriminator_loss
+from huggingface_hub import create_repo, upload_folder
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel
+from hf_simvq.codebook_usage import codebook_usage, effective_rank, token_histogram
+from hf_simvq.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
+from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
+from hf_simvq.lpips import LPIPSWeightsNotFoundError, load_lpips
+from hf_simvq.model_card import build_model_card
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
+
+logger = get_logger(__name__)
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = "cpu-small"
+COMPLETE_MARKER = "training_progress.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from: damaged, incomplete, or written by a different training setup."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="Preset: a name in training/configs (cpu-small, imagenet128-simvq-65k, imagenet128-simvq-262k) or a "
+        "YAML path. Options given on the command line override it.",
+    )
+    # Data
+    parser.add_argument("--dataset_name", default=None, help="Hub dataset; default: crops of scikit-image's photos.")
+    parser.add_argument("--dataset_config_name", default=None)
+    parser.add_argument("--streaming", action="store_true", help="Stream the Hub dataset instead of downloading it.")
+    parser.add_argument("--train_data_dir", default=None, help="A folder of images (datasets' imagefolder).")
+    parser.add_argument("--image_column", default="image")
+    parser.add_argument("--cache_dir", default=None)
+    parser.add_argument("--resolution", type=int, default=32, help="Side of the square training images.")
+    parser.add_argument("--validation_split", default="validation")
+    parser.add_argument("--num_train_images", type=int, default=8192, help="Crops of the embedded data.")
+    parser.add_argument("--num_validation_images", type=int, default=4096, help="Embedded data; or held out.")
+    parser.add_argument(
+        "--random_crop",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Random crops and flips for training (a resumed run then sees other crops than an uninterrupted one).",
+    )
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    # Model
+    parser.add_argument("--quantizer_type", choices=["simvq", "vq"], default="simvq")
+    parser.add_argument("--codebook_size", type=int, default=8192)
+    parser.add_argument("--embed_dim", type=int, default=64)
+    parser.add_argument("--base_channels", type=int, default=32)
+    parser.add_argument("--channel_multipliers", type=int, nargs="+", default=[1, 2, 2])
+    parser.add_argument("--num_res_blocks", type=int, default=1)
+    parser.add_argument("--norm_num_groups", type=int, default=8)
+    parser.add_argument("--commitment_beta", type=float, default=0.25)
+    # Losses
+    parser.add_argument("--reconstruction_loss", choices=["l1", "l2"], default="l1")
+    parser.add_argument("--quantizer_loss_weight", type=float, default=1.0)
+    parser.add_argument("--perceptual_weight", type=float, default=0.0, help="LPIPS-VGG weight; 0 turns it off.")
+    parser.add_argument("--vgg16_weights", default=None, help="Local torchvision vgg16-397923af.pth for LPIPS.")
+    parser.add_argument("--discriminator_weight", type=float, default=0.0, help="PatchGAN weight; 0 turns it off.")
+    parser.add_argument("--discriminator_start_step", type=int, default=0)
+    parser.add_argument("--discriminator_layers", type=int, default=3)
+    parser.add_argument("--discriminator_learning_rate", type=float, default=None, help="Default: --learning_rate.")
+    parser.add_argument("--generator_loss", choices=["non-saturating", "hinge"], default="non-saturating")
+    parser.add_argument(
+        "--deferred_quantization_steps",
+        type=int,
+        default=0,
+        help="Train the autoencoder unquantized for this many steps, then initialise the codebook from its latents.",
+    )
+    parser.add_argument("--deferred_init_batches", type=int, default=16, help="Batches of latents for that init.")
+    # Optimisation
+    parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
+    parser.add_argument("--eval_batch_size", type=int, default=256)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--scale_lr", action="store_true", help="Multiply the lr by processes × batch × accumulation.")
+    parser.add_argument("--lr_scheduler", default="constant", help="Any diffusers scheduler name (cosine, …).")
+    parser.add_argument("--lr_warmup_steps", type=int, default=0)
+    parser.add_argument("--adam_beta1", type=float, default=0.9)
+    parser.add_argument("--adam_beta2", type=float, default=0.99)
+    parser.add_argument("--adam_weight_decay", type=float, default=0.0)
+    parser.add_argument("--adam_epsilon", type=float, default=1e-8)
+    parser.add_argument("--max_grad_norm", type=float, default=1.0)
+    parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
+    parser.add_argument("--num_train_epochs", type=int, default=None)
+    parser.add_argument("--ema_decay", type=float, default=0.999)
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    # Logging, checkpoints, Hub
+    parser.add_argument("--output_dir", default="simvq-model")
+    parser.add_argument("--logging_steps", type=int, default=10)
+    parser.add_argument("--usage_window", type=int, default=50, help="Steps over which training utilization counts.")
+    parser.add_argument("--validation_steps", type=int, default=250)
+    parser.add_argument("--num_validation_images_during_training", type=int, default=1024)
+    parser.add_argument(
+        "--eval_metrics",
+        nargs="+",
+        choices=DEFAULT_METRICS,
+        default=list(DEFAULT_METRICS),
+        help="Final evaluation; rfid and lpips are skipped with a warning where their weights are missing.",
+    )
+    parser.add_argument("--num_grid_images", type=int, default=8)
+    parser.add_argument("--checkpointing_steps", type=int, default=500)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
+    parser.add_argument("--resume_from_checkpoint", default=None, help='A checkpoint folder, or "latest".')
+    parser.add_argument("--report_to", default=None, help="tensorboard, wandb, … (Accelerate trackers).")
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_model_id", default=None)
+    parser.add_argument("--hub_token", default=None)
+
+    config_args, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**load_preset(config_args.config, parser))
+    args = parser.parse_args(argv)
+    if args.dataset_name and args.train_data_dir:
+        parser.error("Give --dataset_name or --train_data_dir, not both.")
+    if args.max_train_steps is None and args.num_train_epochs is None:
+        parser.error("Give --max_train_steps or --num_train_epochs.")
+    if args.streaming and args.max_train_steps is None:
+        parser.error("--streaming datasets have no length: give --max_train_steps.")
+    return args
+
+
+def load_preset(name_or_path: str, parser: argparse.ArgumentParser) -> dict:
+    """The option values of a YAML preset, checked against the parser so a typo cannot pass silently."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise SystemExit(f"No preset {name_or_path!r}: give a YAML path or one of: {presets}.")
+    values = yaml.safe_load(path.read_text()) or {}
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"{path} sets unknown options: {', '.join(unknown)}.")
+    return values
+
+
+@dataclass
+class TrainingProgress:
+    """Everything about the run that is not a tensor of a model or optimizer, checkpointed with them.
+
+    `setup` identifies the training setup; resuming from a checkpoint of a different one is refused, since its
+    weights would not mean what this run expects even where their shapes happen to fit.
+    """
+
+    setup: dict
+    quantizing: bool
+    global_step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("setup") != self.setup:
+            raise CheckpointError(
+                f"The checkpoint was written by a different training setup: {state.get('setup')} "
+                f"instead of {self.setup}."
+            )
+        self.global_step = state["global_step"]
+        self.quantizing = state["quantizing"]
+        self.history = state["history"]
+
+
+def load_datasets(args: argparse.Namespace):
+    """Train and validation datasets yielding `pixel_values`: the embedded photos unless a dataset is named.
+
+    A named dataset without a `--validation_split` gives up `--num_validation_images` of its training images.
+    """
+    if not (args.dataset_name or args.train_data_dir):
+        splits = default_image_datasets(
+            args.resolution, num_train_images=args.num_train_images, num_validation_images=args.num_validation_images
+        )
+        train_dataset, validation_dataset = splits["train"], splits["validation"]
+    else:
+        source = {
+            "dataset_name": args.dataset_name,
+            "dataset_config_name": args.dataset_config_name,
+            "train_data_dir": args.train_data_dir,
+            "image_column": args.image_column,
+            "streaming": args.streaming,
+            "resolution": args.resolution,
+            "cache_dir": args.cache_dir,
+        }
+        train_dataset = load_image_dataset(**source, split="train")
+        try:
+            validation_dataset = load_image_dataset(**source, split=args.validation_split)
+        except ValueError:
+            if args.streaming:
+                validation_dataset = train_dataset.take(args.num_validation_images)
+                train_dataset = train_dataset.skip(args.num_validation_images)
+            else:
+                held_out = train_dataset.train_test_split(test_size=args.num_validation_images, seed=0)
+                train_dataset, validation_dataset = held_out["train"], held_out["test"]
+            logger.warning(
+                f"No {args.validation_split!r} split: validating on {args.num_validation_images} held-out images."
+            )
+    return (
+        with_pixel_values(train_dataset, args.resolution, args.image_column, augment=args.random_crop),
+        with_pixel_values(validation_dataset, args.resolution, args.image_column, augment=False),
+    )
+
+
+def load_perceptual_loss(args: argparse.Namespace):
+    """LPIPS-VGG when asked for and its real weights exist; otherwise a clear message and no perceptual loss."""
+    if args.perceptual_weight <= 0:
+        return None
+    try:
+        return load_lpips(vgg16_weights=args.vgg16_weights)
+    except LPIPSWeightsNotFoundError as error:
+        logger.warning(f"LPIPS perceptual loss is OFF: {error}", main_process_only=True)
+        args.perceptual_weight = 0.0
+        return None
+
+
+def checkpoint_number(path: Path) -> int:
+    return int(path.name.rsplit("_", 1)[-1])
+
+
+def save_checkpoint(accelerator: Accelerator, progress: "TrainingProgress") -> None:
+    """`save_state`, then a marker file: a run killed while saving leaves a folder without it, which resuming skips."""
+    checkpoint = Path(accelerator.save_state())
+    if accelerator.is_main_process:
+        (checkpoint / COMPLETE_MARKER).write_text(json.dumps({"global_step": progress.global_step}))
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint under `output_dir/checkpoints`, if any."""
+    checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint_*"), key=checkpoint_number, reverse=True)
+    for checkpoint in checkpoints:
+        if (checkpoint / COMPLETE_MARKER).is_file():
+            return checkpoint
+        logger.warning(f"Skipping {checkpoint}: it was never completed (the run stopped while saving it).")
+    return None
+
+
+def resume(accelerator: Accelerator, args: argparse.Namespace) -> None:
+    """Load `--resume_from_checkpoint` into every prepared and registered object, turning any failure into one clear
+    `CheckpointError`; `latest` with no checkpoint yet starts afresh."""
+    output_dir = Path(args.output_dir)
+    if args.resume_from_checkpoint == "latest":
+        checkpoint = latest_checkpoint(output_dir)
+        if checkpoint is None:
+            logger.info("No checkpoint in the output folder yet: starting a new run.")
+            return
+    else:
+        checkpoint = Path(args.resume_from_checkpoint)
+    if not checkpoint.is_dir():
+        raise CheckpointError(f"--resume_from_checkpoint {checkpoint} is not a folder.")
+    if not (checkpoint / COMPLETE_MARKER).is_file():
+        raise CheckpointError(
+            f"{checkpoint} is not a complete checkpoint of this script (no {COMPLETE_MARKER}): it was interrupted "
+            "while being saved, or written by something else."
+        )
+    try:
+        accelerator.load_state(str(checkpoint))
+    except CheckpointError:
+        raise
+    except Exception as error:
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint}: it is damaged or was written by a different training setup "
+            f"({type(error).__name__}: {error})."
+        ) from error
+    # Number later checkpoints after every existing folder, complete or not, so no save collides with one.
+    existing = [checkpoint_number(path) for path in (output_dir / "checkpoints").glob("checkpoint_*")]
+    accelerator.project_configuration.iteration = max(existing, default=-1) + 1
+    logger.info(f"Resumed from {checkpoint}")
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Let gradients pass through `module` to its inputs without touching (or DDP-syncing) its own parameters."""
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+
+
+@torch.no_grad()
+def encoder_latents(accelerator: Accelerator, model: SimVQModel, dataloader: DataLoader, num_batches: int):
+    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process."""
+    latents = []
+    for batch_index, batch in enumerate(dataloader):
+        if batch_index == num_batches:
+            break
+        batch_latents = model.encoder(batch["pixel_values"])
+        latents.append(accelerator.gather(batch_latents.permute(0, 2, 3, 1).reshape(-1, batch_latents.shape[1])))
+    return torch.cat(latents).float()
+
+
+def codebook_health(model: SimVQModel, token_window: deque) -> dict[str, float]:
+    """Usage statistics of the tokens of the last steps, and the effective rank of SimVQ's `W` (VQ: the codebook)."""
+    histogram = sum(token_histogram(tokens, model.config.codebook_size) for tokens in token_window)
+    health = {f"train/{name}": value for name, value in codebook_usage(histogram).items()}
+    quantizer = model.quantize
+    matrix = quantizer.projection.weight if model.config.quantizer_type == "simvq" else quantizer.embedding.weight
+    health["train/effective_rank"] = effective_rank(matrix)
+    return health
+
+
+def save_reconstruction_grid(
+    model: SimVQModel, processor: SimVQImageProcessor, pixel_values: torch.Tensor, path: Path
+) -> None:
+    """Originals in the top row, their reconstructions below, side by side at full resolution."""
+    with torch.no_grad():
+        reconstructions = model(pixel_values).reconstruction
+    rows = [torch.cat(list(images), dim=-1) for images in (pixel_values, reconstructions)]
+    processor.postprocess(torch.cat(rows, dim=-2))[0].save(path)
+
+
+def plot_training_curves(history: list[dict], path: Path) -> None:
+    """Losses, validation PSNR and the codebook health over training, one panel each."""
+    panels = [
+        ("Training losses", ["train/reconstruction_loss", "train/quantization_loss", "train/generator_loss"], True),
+        ("Validation PSNR (EMA weights, dB)", ["validation/psnr"], False),
+        ("Codebook utilization (training window)", ["train/utilization"], False),
+        ("Perplexity / dead codes", ["train/perplexity", "train/dead_codes"], False),
+        ("Effective rank of W", ["train/effective_rank"], False),
+        ("Validation utilization", ["validation/utilization"], False),
+    ]
+    figure, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for axis, (title, keys, log_scale) in zip(axes.flat, panels, strict=True):
+        for key in keys:
+            points = [(entry["step"], entry[key]) for entry in history if key in entry]
+            if points:
+                axis.plot(*zip(*points, strict=True), label=key.split("/")[-1])
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        if log_scale and axis.lines:
+            axis.set_yscale("log")
+        if axis.lines:
+            axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to,
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
+        ),
+        # A sampler reseeded from `seed + epoch`: the data order depends on the step only, so a resumed run sees the
+        # same batches as an uninterrupted one.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # Unquantized steps leave the quantizer's parameters without gradients.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.deferred_quantization_steps > 0)],
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file would bury the progress bar
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if args.push_to_hub:
+            repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, token=args.hub_token).repo_id
+
+    # Data
+    train_dataset, validation_dataset = load_datasets(args)
+    train_dataloader = DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=not args.streaming,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+    )
+    validation_dataloader = DataLoader(validation_dataset, batch_size=args.eval_batch_size, shuffle=False)
+    num_quick_validation_images = min(args.num_validation_images_during_training, len(validation_dataset))
+    quick_validation_dataloader = DataLoader(
+        Subset(validation_dataset, range(num_quick_validation_images)), batch_size=args.eval_batch_size
+    )
+    # Deferred quantization reads its latents from a fixed, unshuffled set of training batches: the same ones
+    # whenever the switch happens, also after a resume.
+    latent_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=False)
+
+    # Model, discriminator, losses
+    config = SimVQConfig(
+        image_size=args.resolution,
+        base_channels=args.base_channels,
+        channel_multipliers=args.channel_multipliers,
+        num_res_blocks=args.num_res_blocks,
+        norm_num_groups=args.norm_num_groups,
+        embed_dim=args.embed_dim,
+        codebook_size=args.codebook_size,
+        quantizer_type=args.quantizer_type,
+        commitment_beta=args.commitment_beta,
+    )
+    model = SimVQModel(config)
+    processor = SimVQImageProcessor.from_image_size(args.resolution)
+    autoencoder = DeferredQuantizationAutoencoder(model)
+    perceptual_loss = load_perceptual_loss(args)
+    use_discriminator = args.discriminator_weight > 0
+    discriminator = None
+    if use_discriminator:
+        discriminator = PatchDiscriminator(config.out_channels, num_layers=args.discriminator_layers)
+        if args.resolution < discriminator.min_image_size:
+            raise ValueError(
+                f"A {args.discriminator_layers}-layer PatchGAN needs images of at least {discriminator.min_image_size}"
+                f"px; use a larger --resolution or fewer --discriminator_layers."
+            )
+
+    if args.scale_lr:
+        args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+    adam = {
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "weight_decay": args.adam_weight_decay,
+        "eps": args.adam_epsilon,
+    }
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, **adam)
+
+    if args.streaming:
+        num_update_steps_per_epoch = args.max_train_steps
+    else:
+        num_update_steps_per_epoch = len(train_dataloader) // args.gradient_accumulation_steps
+        if num_update_steps_per_epoch == 0:
+            raise ValueError(
+                f"The training set has {len(train_dataset)} images: fewer than one batch of "
+                f"{args.train_batch_size} × {args.gradient_accumulation_steps} accumulation steps."
+            )
+    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+
+    to_prepare = [
+        autoencoder,
+        optimizer,
+        lr_scheduler,
+        train_dataloader,
+        validation_dataloader,
+        quick_validation_dataloader,
+        latent_dataloader,
+    ]
+    if use_discriminator:
+        discriminator_optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=args.discriminator_learning_rate or args.learning_rate, **adam
+        )
+        to_prepare += [discriminator, discriminator_optimizer]
+    prepared = accelerator.prepare(*to_prepare)
+    autoencoder, optimizer, lr_scheduler, train_dataloader, validation_dataloader = prepared[:5]
+    quick_validation_dataloader, latent_dataloader = prepared[5:7]
+    if use_discriminator:
+        discriminator, discriminator_optimizer = prepared[7:]
+    if perceptual_loss is not None:
+        perceptual_loss.to(accelerator.device)
+
+    ema = EMAModel(model.parameters(), decay=args.ema_decay, model_cls=SimVQModel, model_config=model.config)
+    progress = TrainingProgress(
+        setup={
+            "config": config.to_diff_dict(),
+            "discriminator": use_discriminator,
+            "processes": accelerator.num_processes,
+            "train_batch_size": args.train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        },
+        quantizing=args.deferred_quantization_steps == 0,
+    )
+    accelerator.register_for_checkpointing(ema, progress)
+    if args.resume_from_checkpoint:
+        resume(accelerator, args)
+    ema.to(accelerator.device)
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("simvq", config={k: v for k, v in vars(args).items() if not isinstance(v, list)})
+    logger.info(
+        f"***** Training a {config.quantizer_type} tokenizer (K={config.codebook_size}, d={config.embed_dim}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters) on {len(train_dataset)} images for "
+        f"{max_train_steps} steps of {args.train_batch_size} × {accelerator.num_processes} processes × "
+        f"{args.gradient_accumulation_steps} accumulation *****"
+    )
+
+    token_window: deque[torch.Tensor] = deque(maxlen=args.usage_window)
+    progress_bar = tqdm(
+        range(max_train_steps), initial=progress.global_step, disable=not accelerator.is_local_main_process
+    )
+    first_epoch = progress.global_step // num_update_steps_per_epoch
+    for epoch in range(first_epoch, num_train_epochs):
+        train_dataloader.set_epoch(epoch)
+        epoch_dataloader = train_dataloader
+        if epoch == first_epoch and progress.global_step > 0:
+            batches_done = (progress.global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, batches_done)
+        for batch in epoch_dataloader:
+            quantize = progress.global_step >= args.deferred_quantization_steps
+            if quantize and not progress.quantizing:
+                start_quantizing(accelerator, model, ema, latent_dataloader, args)
+                progress.quantizing = True
+            use_gan = use_discriminator and progress.global_step >= args.discriminator_start_step
+            pixel_values = batch["pixel_values"]
+
+            with accelerator.accumulate(autoencoder, *([discriminator] if use_discriminator else [])):
+                outputs = autoencoder(pixel_values, quantize=quantize)
+                reconstruction = outputs["reconstruction"]
+                if args.reconstruction_loss == "l1":
+                    reconstruction_loss = F.l1_loss(reconstruction.float(), pixel_values.float())
+                else:
+                    reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())
+                loss = reconstruction_loss + args.quantizer_loss_weight * outputs["quantization_loss"]
+                losses = {"reconstruction_loss": reconstruction_loss, "quantization_loss": outputs["quantization_loss"]}
+                if perceptual_loss is not None:
+                    losses["perceptual_loss"] = perceptual_loss(reconstruction.float(), pixel_values.float()).mean()
+                    loss = loss + args.perceptual_weight * losses["perceptual_loss"]
+                if use_gan:
+                    with frozen(accelerator.unwrap_model(discriminator)) as critic:
+                        losses["generator_loss"] = generator_loss(critic(reconstruction), args.generator_loss)
+                    loss = loss + args.discriminator_weight * losses["generator_loss"]
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(autoencoder.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+
+                if use_gan:
+                    logits = discriminator(torch.cat([pixel_values, reconstruction.detach()]))
+                    real_logits, fake_logits = logits.chunk(2)
+                    losses["discriminator_loss"] = hinge_discriminator_loss(real_logits, fake_logits)
+                    accelerator.backward(losses["discriminator_loss"])
+                    discriminator_optimizer.step()
+                    discriminator_optimizer.zero_grad(set_to_none=True)
+
+            if outputs["image_tokens"] is not None:
+                token_window.append(accelerator.gather(outputs["image_tokens"]).flatten().cpu())
+            if not accelerator.sync_gradients:
+                continue
+            ema.step(model.parameters())
+            progress.global_step += 1
+            progress_bar.update(1)
+            step = progress.global_step
+
+            if step % args.logging_steps == 0 or step == max_train_steps:
+                logs = {f"train/{k}": accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()}
+                logs["train/lr"] = lr_scheduler.get_last_lr()[0]
+                if quantize and token_window:
+                    logs.update(codebook_health(model, token_window))
+                progress_bar.set_postfix(
+                    loss=f"{logs['train/reconstruction_loss']:.4f}", usage=f"{logs.get('train/utilization', 0):.1%}"
+                )
+                accelerator.log(logs, step=step)
+                progress.history.append({"step": step, **logs})
+
+            if step % args.validation_steps == 0 and step < max_train_steps:
+                with ema_weights(ema, model):
+                    results = evaluate_tokenizer(
+                        model, quick_validation_dataloader, accelerator=accelerator, metrics=("codebook_usage", "psnr")
+                    )
+                logs = {f"validation/{k}": v for k, v in results.items() if isinstance(v, (int, float))}
+                logger.info(f"step {step}: {logs}")
+                accelerator.log(logs, step=step)
+                progress.history.append({"step": step, **logs})
+
+            if step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, progress)
+            if step >= max_train_steps:
+                break
+        if progress.global_step >= max_train_steps:
+            break
+    progress_bar.close()
+
+    # The released model is the EMA of the weights: evaluate and save that.
+    ema.copy_to(model.parameters())
+    model.eval()
+    results = evaluate_tokenizer(model, validation_dataloader, accelerator=accelerator, metrics=args.eval_metrics)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        finish_run(args, model, processor, validation_dataset, progress.history, results, output_dir)
+        if args.push_to_hub:
+            upload_folder(
+                repo_id=repo_id,
+                folder_path=output_dir,
+                commit_message="SimVQ tokenizer trained with hf-simvq",
+                ignore_patterns=["checkpoints/*", "logs/*"],
+                token=args.hub_token,
+            )
+    accelerator.end_training()
+
+
+@contextlib.contextmanager
+def ema_weights(ema: EMAModel, model: SimVQModel):
+    """Swap the EMA weights into `model` for the duration of the block, then put the training weights back."""
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield model
+    finally:
+        ema.restore(model.parameters())
+
+
+def start_quantizing(
+    accelerator: Accelerator, model: SimVQModel, ema: EMAModel, latent_dataloader: DataLoader, args
+) -> None:
+    """End of the unquantized phase: put the codebook where the encoder's latents are, and restart the EMA there.
+
+    Every process computes the same initialisation from the same gathered latents (k-means is seeded), so the
+    replicas stay identical without a broadcast.
+    """
+    latents = encoder_latents(accelerator, model, latent_dataloader, args.deferred_init_batches)
+    generator = torch.Generator(device=latents.device).manual_seed(args.seed)
+    initialize_codebook_from_latents(model.quantize, latents, generator=generator)
+    # The averaged weights before the switch belong to a model without a working codebook.
+    for shadow, parameter in zip(ema.shadow_params, model.parameters(), strict=True):
+        shadow.copy_(parameter.detach())
+    ema.optimization_step = 0
+    logger.info(f"Step {args.deferred_quantization_steps}: codebook initialised from {len(latents)} latents.")
+
+
+def finish_run(args, model, processor, validation_dataset, history, results, output_dir: Path) -> None:
+    """Write the Hub-ready folder: weights, processor, evaluation, reconstruction grid, curves and model card."""
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+    (output_dir / "training_history.json").write_text(json.dumps(history))
+    grid_images = torch.stack([validation_dataset[i]["pixel_values"] for i in range(args.num_grid_images)])
+    save_reconstruction_grid(model, processor, grid_images.to(model.device), output_dir / "reconstructions.png")
+    plot_training_curves(history, output_dir / "training_curves.png")
+    card = build_model_card(
+        model=model,
+        eval_results=results,
+        dataset_name=args.dataset_name or "scikit-image photos (default)",
+        training_args=vars(args),
+        reconstruction_grid="reconstructions.png",
+        model_name=output_dir.name,
+        repo_id=args.hub_model_id,
+    )
+    card.save(output_dir / "README.md")
+    logger.info(f"Saved the model, evaluation ({results}) and model card to {output_dir}")
+
+
+if __name__ == "__main__":
+    main()
