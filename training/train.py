@@ -334,6 +334,7 @@ def codebook_health(model: SimVQModel, token_window: deque) -> dict[str, float]:
     """Usage statistics of the tokens of the last steps, and the effective rank of SimVQ's `W` (VQ: the codebook)."""
     histogram = sum(token_histogram(tokens, model.config.codebook_size) for tokens in token_window)
     health = {f"train/{name}": value for name, value in codebook_usage(histogram).items()}
+    health["train/window_tokens"] = int(histogram.sum())  # from every process: the window holds gathered tokens
     quantizer = model.quantize
     matrix = quantizer.projection.weight if model.config.quantizer_type == "simvq" else quantizer.embedding.weight
     health["train/effective_rank"] = effective_rank(matrix)
@@ -381,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
+        # Without an accelerator, torchrun processes only join up (MULTI_CPU, gloo) when accelerate is told so.
+        cpu=not torch.accelerator.is_available(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=args.report_to,
