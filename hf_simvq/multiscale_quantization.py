@@ -8,6 +8,7 @@ SimVQ codebook `C·Wᵀ + b`, so a VAR transformer gets SimVQ's large, fully use
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,13 +51,14 @@ def shared_phi_assignment(num_scales: int, num_shared_phi: int) -> list[int]:
     """Which of the `num_shared_phi` refiners serves each scale: the one whose tick is nearest the scale's position.
 
     As VAR's `PhiPartiallyShared`: scale `i` sits at `i / (num_scales − 1)` in [0, 1]; the ticks are spread evenly
-    inside [0, 1] (with VAR's tighter margin of `1/(3n)` for four refiners); ties go to the lower refiner.
+    inside [0, 1] (with VAR's tighter margin of `1/(3n)` for four refiners); ties go to the lower refiner. The ticks
+    come from `np.linspace` as in VAR, because some positions fall exactly halfway between two ticks and only the
+    same floating-point rounding picks the same refiner (which matters for converted VAR weights).
     """
-    margin = 1 / (3 * num_shared_phi) if num_shared_phi == 4 else 1 / (2 * num_shared_phi)
-    step = (1 - 2 * margin) / max(num_shared_phi - 1, 1)
-    ticks = [margin + k * step for k in range(num_shared_phi)]
-    positions = [index / max(num_scales - 1, 1) for index in range(num_scales)]
-    return [min(range(num_shared_phi), key=lambda k: abs(ticks[k] - position)) for position in positions]
+    margin = 1 / 3 / num_shared_phi if num_shared_phi == 4 else 1 / 2 / num_shared_phi
+    ticks = np.linspace(margin, 1 - margin, num_shared_phi)
+    positions = np.arange(num_scales) / max(num_scales - 1, 1)
+    return np.abs(ticks[None, :] - positions[:, None]).argmin(axis=1).tolist()
 
 
 class MultiScaleSimVQQuantizer(SimVQQuantizer):
@@ -151,8 +153,12 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
         return self.lookup(indices).transpose(1, 2).reshape(indices.shape[0], self.embed_dim, side, side)
 
     def downsample(self, f_hat: torch.Tensor, side: int) -> torch.Tensor:
-        """Area-average a latent map to `side × side`: how VAR looks at the residual, and at `f_hat`, per scale."""
-        return f_hat if f_hat.shape[-1] == side else F.interpolate(f_hat, size=(side, side), mode="area")
+        """Area-average a latent map to `side × side`: how VAR looks at the residual, and at `f_hat`, per scale.
+
+        Always a new tensor, also at full size (where it is an exact copy): `get_next_autoregressive_input` updates
+        `f_hat` in place, and a returned alias would change under its caller.
+        """
+        return F.interpolate(f_hat, size=(side, side), mode="area")
 
     def f_hat_per_scale(self, scale_indices: list[torch.LongTensor], same_shape: bool = True) -> list[torch.Tensor]:
         """`f_hat` after each scale, as VAR's `embed_to_fhat`.
