@@ -16,6 +16,7 @@ import logging
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import matplotlib
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset_name", default=None, help="Hub dataset; default: crops of scikit-image's photos.")
     parser.add_argument("--dataset_config_name", default=None)
     parser.add_argument("--streaming", action="store_true", help="Stream the Hub dataset instead of downloading it.")
+    parser.add_argument("--shuffle_buffer_size", type=int, default=10_000, help="With --streaming.")
     parser.add_argument("--train_data_dir", default=None, help="A folder of images (datasets' imagefolder).")
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--cache_dir", default=None)
@@ -233,6 +235,8 @@ def load_datasets(args: argparse.Namespace):
             logger.warning(
                 f"No {args.validation_split!r} split: validating on {args.num_validation_images} held-out images."
             )
+    if args.streaming:
+        train_dataset = train_dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
     return (
         with_pixel_values(train_dataset, args.resolution, args.image_column, augment=args.random_crop),
         with_pixel_values(validation_dataset, args.resolution, args.image_column, augment=False),
@@ -378,6 +382,57 @@ def plot_training_curves(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+@contextlib.contextmanager
+def ema_weights(ema: EMAModel, model: SimVQModel):
+    """Swap the EMA weights into `model` for the duration of the block, then put the training weights back."""
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield model
+    finally:
+        ema.restore(model.parameters())
+
+
+def start_quantizing(
+    accelerator: Accelerator, model: SimVQModel, ema: EMAModel, latent_dataloader: DataLoader, args
+) -> None:
+    """End of the unquantized phase: put the codebook where the encoder's latents are, and restart the EMA there.
+
+    Every process computes the same initialisation from the same gathered latents (k-means is seeded), so the
+    replicas stay identical without a broadcast.
+    """
+    latents = encoder_latents(accelerator, model, latent_dataloader, args.deferred_init_batches)
+    generator = torch.Generator(device=latents.device).manual_seed(args.seed)
+    initialize_codebook_from_latents(model.quantize, latents, generator=generator)
+    # The averaged weights before the switch belong to a model without a working codebook.
+    for shadow, parameter in zip(ema.shadow_params, model.parameters(), strict=True):
+        shadow.copy_(parameter.detach())
+    ema.optimization_step = 0
+    logger.info(f"Step {args.deferred_quantization_steps}: codebook initialised from {len(latents)} latents.")
+
+
+def finish_run(args, model, processor, validation_dataset, history, results, output_dir: Path) -> None:
+    """Write the Hub-ready folder: weights, processor, evaluation, reconstruction grid, curves and model card."""
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+    (output_dir / "training_history.json").write_text(json.dumps(history))
+    grid_images = torch.stack([example["pixel_values"] for example in islice(validation_dataset, args.num_grid_images)])
+    save_reconstruction_grid(model, processor, grid_images.to(model.device), output_dir / "reconstructions.png")
+    plot_training_curves(history, output_dir / "training_curves.png")
+    card = build_model_card(
+        model=model,
+        eval_results=results,
+        dataset_name=args.dataset_name or "scikit-image photos (default)",
+        training_args=vars(args),
+        reconstruction_grid="reconstructions.png",
+        model_name=output_dir.name,
+        repo_id=args.hub_model_id,
+    )
+    card.save(output_dir / "README.md")
+    logger.info(f"Saved the model, evaluation ({results}) and model card to {output_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
@@ -415,10 +470,12 @@ def main(argv: list[str] | None = None) -> None:
         num_workers=args.dataloader_num_workers,
     )
     validation_dataloader = DataLoader(validation_dataset, batch_size=args.eval_batch_size, shuffle=False)
-    num_quick_validation_images = min(args.num_validation_images_during_training, len(validation_dataset))
-    quick_validation_dataloader = DataLoader(
-        Subset(validation_dataset, range(num_quick_validation_images)), batch_size=args.eval_batch_size
-    )
+    if args.streaming:
+        quick_validation_dataset = validation_dataset.take(args.num_validation_images_during_training)
+    else:
+        num_quick_validation_images = min(args.num_validation_images_during_training, len(validation_dataset))
+        quick_validation_dataset = Subset(validation_dataset, range(num_quick_validation_images))
+    quick_validation_dataloader = DataLoader(quick_validation_dataset, batch_size=args.eval_batch_size)
     # Deferred quantization reads its latents from a fixed, unshuffled set of training batches: the same ones
     # whenever the switch happens, also after a resume.
     latent_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=False)
@@ -518,7 +575,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.init_trackers("simvq", config={k: v for k, v in vars(args).items() if not isinstance(v, list)})
     logger.info(
         f"***** Training a {config.quantizer_type} tokenizer (K={config.codebook_size}, d={config.embed_dim}, "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters) on {len(train_dataset)} images for "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters) for "
         f"{max_train_steps} steps of {args.train_batch_size} × {accelerator.num_processes} processes × "
         f"{args.gradient_accumulation_steps} accumulation *****"
     )
@@ -627,57 +684,6 @@ def main(argv: list[str] | None = None) -> None:
                 token=args.hub_token,
             )
     accelerator.end_training()
-
-
-@contextlib.contextmanager
-def ema_weights(ema: EMAModel, model: SimVQModel):
-    """Swap the EMA weights into `model` for the duration of the block, then put the training weights back."""
-    ema.store(model.parameters())
-    ema.copy_to(model.parameters())
-    try:
-        yield model
-    finally:
-        ema.restore(model.parameters())
-
-
-def start_quantizing(
-    accelerator: Accelerator, model: SimVQModel, ema: EMAModel, latent_dataloader: DataLoader, args
-) -> None:
-    """End of the unquantized phase: put the codebook where the encoder's latents are, and restart the EMA there.
-
-    Every process computes the same initialisation from the same gathered latents (k-means is seeded), so the
-    replicas stay identical without a broadcast.
-    """
-    latents = encoder_latents(accelerator, model, latent_dataloader, args.deferred_init_batches)
-    generator = torch.Generator(device=latents.device).manual_seed(args.seed)
-    initialize_codebook_from_latents(model.quantize, latents, generator=generator)
-    # The averaged weights before the switch belong to a model without a working codebook.
-    for shadow, parameter in zip(ema.shadow_params, model.parameters(), strict=True):
-        shadow.copy_(parameter.detach())
-    ema.optimization_step = 0
-    logger.info(f"Step {args.deferred_quantization_steps}: codebook initialised from {len(latents)} latents.")
-
-
-def finish_run(args, model, processor, validation_dataset, history, results, output_dir: Path) -> None:
-    """Write the Hub-ready folder: weights, processor, evaluation, reconstruction grid, curves and model card."""
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
-    (output_dir / "training_history.json").write_text(json.dumps(history))
-    grid_images = torch.stack([validation_dataset[i]["pixel_values"] for i in range(args.num_grid_images)])
-    save_reconstruction_grid(model, processor, grid_images.to(model.device), output_dir / "reconstructions.png")
-    plot_training_curves(history, output_dir / "training_curves.png")
-    card = build_model_card(
-        model=model,
-        eval_results=results,
-        dataset_name=args.dataset_name or "scikit-image photos (default)",
-        training_args=vars(args),
-        reconstruction_grid="reconstructions.png",
-        model_name=output_dir.name,
-        repo_id=args.hub_model_id,
-    )
-    card.save(output_dir / "README.md")
-    logger.info(f"Saved the model, evaluation ({results}) and model card to {output_dir}")
 
 
 if __name__ == "__main__":
