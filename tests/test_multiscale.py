@@ -1,5 +1,11 @@
 """Multi-scale residual SimVQ (`quantizer_type="multiscale_simvq"`) and VAR's tokenizer interface on `SimVQModel`."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
@@ -210,3 +216,30 @@ def test_bad_multiscale_inputs_are_rejected(multiscale_model):
         multiscale_model.idxBl_to_var_input(scale_indices)
     with pytest.raises(ValueError, match="codebook"):
         multiscale_model.idxBl_to_img([torch.full((1, 1), 10_000)], same_shape=True)
+
+
+def test_var_demo_trains_samples_and_reports_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    tokenizer_config = tiny_config(
+        quantizer_type="multiscale_simvq", base_channels=8, norm_num_groups=8, embed_dim=8, codebook_size=64
+    )
+    SimVQModel(tokenizer_config).save_pretrained(tmp_path / "tokenizer")
+    script = Path(__file__).parents[1] / "training" / "train_var.py"
+    toy = "--num_train_images 64 --hidden_size 32 --num_layers 1 --num_heads 2 --train_batch_size 16"
+    command = [sys.executable, str(script), "--tokenizer", str(tmp_path / "tokenizer"), "--output_dir", str(tmp_path)]
+    command += [*toy.split(), "--max_train_steps", "3", "--logging_steps", "3", "--samples_per_class", "2"]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    scales = tokenizer_config.scales
+    assert 0 < metrics["final_loss"] < 2 * metrics["uniform_loss"]
+    assert list(metrics["per_scale_loss"]) == [str(side) for side in scales]
+    for key, num_images in (("data_per_scale_usage", 64), ("sample_per_scale_usage", 2 * len(metrics["classes"]))):
+        usages = metrics[key]
+        assert [usage["scale"] for usage in usages] == scales
+        assert all(
+            1 <= usage["used_codes"] <= min(64, num_images * side * side)
+            for usage, side in zip(usages, scales, strict=True)
+        )
+    with PIL.Image.open(tmp_path / "samples.png") as grid:
+        assert grid.size == (2 * 32, len(metrics["classes"]) * 32)
