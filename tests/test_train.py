@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
+from hf_simvq.lpips import build_vgg16_features
 
 TRAIN_SCRIPT = Path(__file__).parents[1] / "training" / "train.py"
 TINY_RUN = [
@@ -47,8 +48,16 @@ def run_train(output_dir: Path, *options: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A short deferred-quantization run: 3 unquantized steps, then 3 quantized ones, a checkpoint every 3."""
+    """A short deferred-quantization run: 3 unquantized steps, then 3 quantized ones, a checkpoint every 3.
+
+    The LPIPS loss is on, with a *generated* VGG16 weight file: the real ImageNet weights do not exist offline, and
+    this checks the plumbing (file → loss → logs), not the perceptual quality.
+    """
     output_dir = tmp_path_factory.mktemp("run")
+    vgg16_weights = output_dir.parent / "generated-vgg16.pth"
+    torch.manual_seed(0)
+    features = build_vgg16_features().state_dict()
+    torch.save({f"features.{name}": value for name, value in features.items()}, vgg16_weights)
     result = run_train(
         output_dir,
         "--max_train_steps", "6",
@@ -56,6 +65,8 @@ def trained(tmp_path_factory) -> Path:
         "--deferred_init_batches", "2",
         "--validation_steps", "3",
         "--checkpointing_steps", "3",
+        "--perceptual_weight", "0.1",
+        "--vgg16_weights", str(vgg16_weights),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir
@@ -89,6 +100,7 @@ def test_deferred_quantization_switches_phase_at_the_given_step(trained):
     history = json.loads((trained / "training_history.json").read_text())
     train_logs = {entry["step"]: entry for entry in history if "train/reconstruction_loss" in entry}
     assert sorted(train_logs) == [1, 2, 3, 4, 5, 6]
+    assert all(train_logs[step]["train/perceptual_loss"] > 0 for step in train_logs)
     for step in (1, 2, 3):
         assert train_logs[step]["train/quantization_loss"] == 0.0
         assert "train/utilization" not in train_logs[step]

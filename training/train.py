@@ -573,6 +573,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if accelerator.is_main_process:
         accelerator.init_trackers("simvq", config={k: v for k, v in vars(args).items() if not isinstance(v, list)})
+        if args.report_to and not accelerator.trackers:
+            logger.warning(f"--report_to {args.report_to} started no tracker: is its package installed?")
     logger.info(
         f"***** Training a {config.quantizer_type} tokenizer (K={config.codebook_size}, d={config.embed_dim}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters) for "
