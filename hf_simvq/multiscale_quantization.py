@@ -123,11 +123,10 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
             )
         return list(image_tokens.split([side * side for side in self.scales], dim=1))
 
-    def check_scale_indices(self, scale_indices: list[torch.Tensor], max_scales: int | None = None) -> None:
-        """Raise `ValueError` unless `scale_indices` are the first (up to `max_scales`) scales' `(B, side²)` ids."""
-        max_scales = len(self.scales) if max_scales is None else max_scales
-        if not 0 < len(scale_indices) <= max_scales:
-            raise ValueError(f"Expected 1 to {max_scales} per-scale token maps, got {len(scale_indices)}.")
+    def check_scale_indices(self, scale_indices: list[torch.Tensor]) -> None:
+        """Raise `ValueError` unless `scale_indices` are `(B, side²)` ids of the first (coarsest) scales, in order."""
+        if not 0 < len(scale_indices) <= len(self.scales):
+            raise ValueError(f"Expected 1 to {len(self.scales)} per-scale token maps, got {len(scale_indices)}.")
         batch = scale_indices[0].shape[0]
         for side, indices in zip(self.scales, scale_indices, strict=False):  # a prefix of the scales is allowed
             if indices.shape != (batch, side * side):
@@ -187,7 +186,7 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
         return torch.zeros(batch, self.embed_dim, side, side, device=device)
 
     def idxBl_to_var_input(self, scale_indices: list[torch.LongTensor]) -> torch.Tensor:
-        """Teacher-forcing input of a VAR transformer: `(B, L − 1, d)` for the default first scale of one token.
+        """Teacher-forcing input of a VAR transformer: `(B, L − first_l, d)` with `first_l = scales[0]²`.
 
         Position block `i` holds `f_hat` after scales `0 … i`, area-downsampled to scale `i + 1`: what the transformer
         sees when it predicts scale `i + 1`. The first scale has no such input (VAR starts it from the class token).
