@@ -166,12 +166,11 @@ def load_preset(name_or_path: str, parser: argparse.ArgumentParser) -> dict:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-        raise SystemExit(f"No preset {name_or_path!r}: give a YAML path or one of: {presets}.")
+        parser.error(f"No preset {name_or_path!r}: give a YAML path or one of: {presets}.")
     values = yaml.safe_load(path.read_text()) or {}
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - set(vars(parser.parse_args([]))))
     if unknown:
-        raise SystemExit(f"{path} sets unknown options: {', '.join(unknown)}.")
+        parser.error(f"{path} sets unknown options: {', '.join(unknown)}.")
     return values
 
 
