@@ -32,6 +32,9 @@ MODEL_FIELDS = (
     "commitment_beta",
     "codebook_init_std",
     "projection_bias",
+    "scales",
+    "quant_resi",
+    "num_shared_phi",
 )
 
 
@@ -69,6 +72,7 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
         codebook_init_std (`float`, *optional*): standard deviation of the Gaussian codebook; `embed_dim ** -0.5`
             when unset.
         projection_bias (`bool`, defaults to `True`): whether the SimVQ projection has a bias.
+        scales, quant_resi, num_shared_phi: `"multiscale_simvq"` only, as in [`SimVQConfig`].
     """
 
     # As in `VQModel`: the quantizers read their codebook tensors directly rather than through a forward call, so
@@ -93,6 +97,9 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
         commitment_beta: float = 0.25,
         codebook_init_std: float | None = None,
         projection_bias: bool = True,
+        scales: list[int] | None = None,
+        quant_resi: float = 0.5,
+        num_shared_phi: int = 4,
     ):
         super().__init__()
         config = SimVQConfig(
@@ -109,6 +116,9 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
             commitment_beta=commitment_beta,
             codebook_init_std=codebook_init_std,
             projection_bias=projection_bias,
+            scales=scales,
+            quant_resi=quant_resi,
+            num_shared_phi=num_shared_phi,
         )
         self._simvq_config = config
         self.encoder = build_encoder(config)

@@ -135,7 +135,7 @@ class SimVQModel(SimVQPreTrainedModel):
     def tokens_to_latents(self, image_tokens: torch.LongTensor) -> torch.FloatTensor:
         """Token map `(B, h, w)` (multi-scale: `(B, L)`) → quantized latents `(B, embed_dim, h, w)`; validates them."""
         if isinstance(self.quantize, MultiScaleSimVQQuantizer):
-            return self.quantize.f_hat_per_scale(self.quantize.split_scales(image_tokens))[-1]
+            return self.quantize.get_codebook_entry(image_tokens)
         if image_tokens.ndim != 3:
             raise ValueError(
                 f"Expected image_tokens of shape (batch, height, width), got rank {image_tokens.ndim} "

@@ -19,7 +19,11 @@ TINY = {
     "embed_dim": 16,
     "codebook_size": 64,
 }
-CODEBOOK_KEYS = {"simvq": "quantize.frozen_codebook", "vq": "quantize.embedding.weight"}
+CODEBOOK_KEYS = {
+    "simvq": "quantize.frozen_codebook",
+    "vq": "quantize.embedding.weight",
+    "multiscale_simvq": "quantize.frozen_codebook",
+}
 
 
 @pytest.fixture
@@ -27,7 +31,7 @@ def images() -> torch.Tensor:
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-@pytest.fixture(params=["simvq", "vq"])
+@pytest.fixture(params=["simvq", "vq", "multiscale_simvq"])
 def quantizer_type(request) -> str:
     return request.param
 
