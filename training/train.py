@@ -20,6 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 import matplotlib
+import PIL.Image
 import torch
 import torch.nn.functional as F
 import yaml
@@ -48,6 +49,7 @@ logger = get_logger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = "cpu-small"
 COMPLETE_MARKER = "training_progress.json"
+GRID_MIN_WIDTH = 1024
 
 
 class CheckpointError(RuntimeError):
@@ -347,11 +349,13 @@ def codebook_health(model: SimVQModel, token_window: deque) -> dict[str, float]:
 def save_reconstruction_grid(
     model: SimVQModel, processor: SimVQImageProcessor, pixel_values: torch.Tensor, path: Path
 ) -> None:
-    """Originals in the top row, their reconstructions below, side by side at full resolution."""
+    """Originals in the top row, their reconstructions below; small images are enlarged (nearest) to be seen."""
     with torch.no_grad():
         reconstructions = model(pixel_values).reconstruction
     rows = [torch.cat(list(images), dim=-1) for images in (pixel_values, reconstructions)]
-    processor.postprocess(torch.cat(rows, dim=-2))[0].save(path)
+    grid = processor.postprocess(torch.cat(rows, dim=-2))[0]
+    scale = max(1, GRID_MIN_WIDTH // grid.width)
+    grid.resize((grid.width * scale, grid.height * scale), PIL.Image.Resampling.NEAREST).save(path)
 
 
 def plot_training_curves(history: list[dict], path: Path) -> None:
@@ -369,7 +373,7 @@ def plot_training_curves(history: list[dict], path: Path) -> None:
         for key in keys:
             points = [(entry["step"], entry[key]) for entry in history if key in entry]
             if points:
-                axis.plot(*zip(*points, strict=True), label=key.split("/")[-1])
+                axis.plot(*zip(*points, strict=True), marker=".", label=key.split("/")[-1])
         axis.set_title(title)
         axis.set_xlabel("step")
         if log_scale and axis.lines:
