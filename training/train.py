@@ -649,9 +649,8 @@ def main(argv: list[str] | None = None) -> None:
                 logs["train/lr"] = lr_scheduler.get_last_lr()[0]
                 if quantize and token_window:
                     logs.update(codebook_health(model, token_window))
-                progress_bar.set_postfix(
-                    loss=f"{logs['train/reconstruction_loss']:.4f}", usage=f"{logs.get('train/utilization', 0):.1%}"
-                )
+                usage = f"{logs['train/utilization']:.1%}" if "train/utilization" in logs else "unquantized"
+                progress_bar.set_postfix(loss=f"{logs['train/reconstruction_loss']:.4f}", usage=usage)
                 accelerator.log(logs, step=step)
                 progress.history.append({"step": step, **logs})
 
