@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)
 
-    ema = EMAModel(model.parameters(), decay=args.ema_decay, model_cls=SimVQModel, model_config=model.config)
+    ema = EMAModel(model.parameters(), decay=args.ema_decay)
     progress = TrainingProgress(
         setup={
             "config": config.to_diff_dict(),
