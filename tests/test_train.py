@@ -174,3 +174,17 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_two_processes_log_the_tokens_of_both(tmp_path):
+    """Under torchrun, the usage window gathers every process's tokens: 2 processes × 16 images × 64 tokens a step."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [*torchrun, *train_command(tmp_path / "two", "--max_train_steps", "3", "--eval_metrics", "psnr")[1:]]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((tmp_path / "two" / "training_history.json").read_text())
+    window_tokens = [entry["train/window_tokens"] for entry in history if "train/window_tokens" in entry]
+    tokens_per_step = 2 * 16 * 8 * 8
+    assert window_tokens == [tokens_per_step, 2 * tokens_per_step, 3 * tokens_per_step]
+    assert json.loads((tmp_path / "two" / "eval_results.json").read_text())["num_images"] == 64
