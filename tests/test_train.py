@@ -188,3 +188,19 @@ def test_two_processes_log_the_tokens_of_both(tmp_path):
     tokens_per_step = 2 * 16 * 8 * 8
     assert window_tokens == [tokens_per_step, 2 * tokens_per_step, 3 * tokens_per_step]
     assert json.loads((tmp_path / "two" / "eval_results.json").read_text())["num_images"] == 64
+
+
+def test_multiscale_tokenizer_trains_and_loads(tmp_path):
+    result = run_train(
+        tmp_path, "--quantizer_type", "multiscale_simvq", "--max_train_steps", "3", "--validation_steps", "3"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = AutoModel.from_pretrained(tmp_path).eval()
+    scales = model.config.scales
+    assert model.config.quantizer_type == "multiscale_simvq" and scales[-1] == model.config.latent_size == 8
+    with torch.no_grad():
+        scale_ids = model.img_to_idxBl(torch.zeros(1, 3, 16, 16))
+    assert [ids.shape[1] for ids in scale_ids] == [side * side for side in scales]
+    evaluation = json.loads((tmp_path / "eval_results.json").read_text())
+    assert 0 < evaluation["utilization"] <= 1
+    assert evaluation["num_tokens"] == 64 * sum(side * side for side in scales)  # every scale's tokens count

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel
 from hf_simvq.codebook_usage import codebook_usage, effective_rank, token_histogram
+from hf_simvq.configuration_simvq import QUANTIZER_TYPES
 from hf_simvq.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
 from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
 from hf_simvq.lpips import LPIPSWeightsNotFoundError, load_lpips
@@ -84,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     # Model
-    parser.add_argument("--quantizer_type", choices=["simvq", "vq"], default="simvq")
+    parser.add_argument("--quantizer_type", choices=QUANTIZER_TYPES, default="simvq")
     parser.add_argument("--codebook_size", type=int, default=8192)
     parser.add_argument("--embed_dim", type=int, default=64)
     parser.add_argument("--base_channels", type=int, default=32)
@@ -341,7 +342,7 @@ def codebook_health(model: SimVQModel, token_window: deque) -> dict[str, float]:
     health = {f"train/{name}": value for name, value in codebook_usage(histogram).items()}
     health["train/window_tokens"] = int(histogram.sum())  # from every process: the window holds gathered tokens
     quantizer = model.quantize
-    matrix = quantizer.projection.weight if model.config.quantizer_type == "simvq" else quantizer.embedding.weight
+    matrix = quantizer.embedding.weight if model.config.quantizer_type == "vq" else quantizer.projection.weight
     health["train/effective_rank"] = effective_rank(matrix)
     return health
 
