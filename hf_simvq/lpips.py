@@ -13,11 +13,12 @@ When either is missing, `load_lpips` raises `LPIPSWeightsNotFoundError` so the c
 off with a clear message.
 """
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .package_files import installed_package_file
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 # torchvision's VGG16 `features` up to relu5_3 ("M" is a 2×2 max-pool); indices match its state-dict keys.
@@ -41,11 +42,9 @@ class LPIPSWeightsNotFoundError(FileNotFoundError):
 def lpips_linear_weights_path() -> Path:
     """The LPIPS v0.1 VGG linear heads inside an installed `lpips` or `torchmetrics` wheel."""
     for package, relative_path in LINEAR_WEIGHTS_IN_WHEELS:
-        spec = importlib.util.find_spec(package)
-        if spec is not None and spec.submodule_search_locations:
-            path = Path(next(iter(spec.submodule_search_locations))) / relative_path
-            if path.is_file():
-                return path
+        path = installed_package_file(package, relative_path)
+        if path is not None:
+            return path
     raise LPIPSWeightsNotFoundError(
         "The LPIPS linear heads (vgg.pth) ship in the PyPI wheels `lpips` and `torchmetrics`; install one "
         "(`pip install --no-deps lpips`) or turn the LPIPS loss off."

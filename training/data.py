@@ -6,7 +6,6 @@ scikit-image wheel (and scikit-learn's two sample photos when it is installed). 
 that training never sees, so reconstruction and codebook-usage numbers measure generalisation, not memory.
 """
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import PIL.Image
 import torch
 
 from hf_simvq import SimVQImageProcessor
+from hf_simvq.package_files import installed_package_file
 
 # (package, file inside the package): colour photos only; the greyscale samples and charts would add little.
 TRAIN_PHOTOS = (
@@ -42,11 +42,8 @@ def _installed_photos(photos: tuple[tuple[str, str], ...]) -> dict[str, PIL.Imag
     """The photos whose package is installed, by file stem, as RGB images (optional packages are skipped)."""
     found = {}
     for package, relative_path in photos:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        path = Path(next(iter(spec.submodule_search_locations))) / relative_path
-        if path.is_file():
+        path = installed_package_file(package, relative_path)
+        if path is not None:
             with PIL.Image.open(path) as photo:
                 found[path.stem] = photo.convert("RGB")
     return found
