@@ -134,15 +134,7 @@ class SimVQModel(SimVQPreTrainedModel):
 
     def tokens_to_latents(self, image_tokens: torch.LongTensor) -> torch.FloatTensor:
         """Token map `(B, h, w)` (multi-scale: `(B, L)`) → quantized latents `(B, embed_dim, h, w)`; validates them."""
-        if isinstance(self.quantize, MultiScaleSimVQQuantizer):
-            return self.quantize.get_codebook_entry(image_tokens)
-        if image_tokens.ndim != 3:
-            raise ValueError(
-                f"Expected image_tokens of shape (batch, height, width), got rank {image_tokens.ndim} "
-                f"{tuple(image_tokens.shape)}. For a single image, add a batch dimension with tokens[None]."
-            )
-        self.quantize.check_indices(image_tokens)
-        return self.quantize.lookup(image_tokens.long()).permute(0, 3, 1, 2)
+        return self.quantize.tokens_to_latents(image_tokens)
 
     def decode_tokens(self, image_tokens: torch.LongTensor) -> torch.FloatTensor:
         """Token map `(B, h, w)` (multi-scale: `(B, L)`) with ids in `[0, codebook_size)` → images `(B, C, H, W)`."""

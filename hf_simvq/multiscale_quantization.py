@@ -123,12 +123,13 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
             )
         return list(image_tokens.split([side * side for side in self.scales], dim=1))
 
-    def get_codebook_entry(self, indices: torch.LongTensor, shape: tuple[int, int, int, int] | None = None):
-        """diffusers' `VQModel` interface: the `(B, d, h, w)` latents `f_hat` of concatenated multi-scale ids `(B, L)`.
+    def tokens_to_latents(self, image_tokens: torch.LongTensor) -> torch.Tensor:
+        """Concatenated multi-scale ids `(B, L)` → the latents `f_hat` `(B, d, h, w)` they stand for."""
+        return self.f_hat_per_scale(self.split_scales(image_tokens))[-1]
 
-        `shape` is accepted for the interface; the latent shape follows from the scales.
-        """
-        return self.f_hat_per_scale(self.split_scales(indices))[-1]
+    def get_codebook_entry(self, indices: torch.LongTensor, shape: tuple[int, int, int, int] | None = None):
+        """diffusers' `VQModel` interface: `f_hat` of multi-scale ids `(B, L)`; `shape` follows from the scales."""
+        return self.tokens_to_latents(indices)
 
     def check_scale_indices(self, scale_indices: list[torch.Tensor]) -> None:
         """Raise `ValueError` unless `scale_indices` are `(B, side²)` ids of the first (coarsest) scales, in order."""

@@ -147,6 +147,16 @@ class VectorQuantizer(nn.Module):
         quantized = latents + (codes - latents).detach() if latents.requires_grad else codes
         return QuantizerOutput(quantized=quantized, indices=indices.view(batch, height, width), loss=loss)
 
+    def tokens_to_latents(self, image_tokens: torch.LongTensor) -> torch.Tensor:
+        """A token map `(B, h, w)` → the quantized latents `(B, d, h, w)` it stands for; validates rank and ids."""
+        if image_tokens.ndim != 3:
+            raise ValueError(
+                f"Expected image_tokens of shape (batch, height, width), got rank {image_tokens.ndim} "
+                f"{tuple(image_tokens.shape)}. For a single image, add a batch dimension with tokens[None]."
+            )
+        self.check_indices(image_tokens)
+        return self.lookup(image_tokens.long()).permute(0, 3, 1, 2)
+
     def get_codebook_entry(self, indices: torch.LongTensor, shape: tuple[int, int, int, int] | None = None):
         """diffusers' `VQModel` interface: codes for `indices`, as `(B, d, h, w)` when `shape` is `(B, h, w, d)`."""
         self.check_indices(indices)
