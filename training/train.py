@@ -32,6 +32,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from discriminator import PatchDiscriminator, generator_loss, hinge_discriminator_loss
 from huggingface_hub import create_repo, upload_folder
+from process_group import end_training
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
@@ -458,6 +459,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file would bury the progress bar
     logger.info(accelerator.state, main_process_only=False)
+    train(args, accelerator)  # returns holding no DDP wrapper, as `end_training` needs
+    end_training(accelerator)
+
+
+def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
+    """Train, evaluate the EMA weights and, on the main process, write the output folder (and push it)."""
+    output_dir = Path(args.output_dir)
     set_seed(args.seed)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -688,7 +696,6 @@ def main(argv: list[str] | None = None) -> None:
                 ignore_patterns=["checkpoints/*", "logs/*"],
                 token=args.hub_token,
             )
-    accelerator.end_training()
 
 
 if __name__ == "__main__":

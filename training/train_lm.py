@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from data import default_image_datasets
+from process_group import end_training
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         model.save_pretrained(output_dir / "lm")
         vocabulary.save_pretrained(output_dir / "lm")
         accelerator.print(json.dumps(metrics))
+    end_training(accelerator)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from data import PixelValuesTransform, default_image_datasets
+from process_group import end_training
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -213,8 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed)
     class_labels = torch.arange(len(class_names), device=accelerator.device).repeat_interleave(args.samples_per_class)
-    model = accelerator.unwrap_model(transformer).eval()
-    samples = model.generate(tokenizer, class_labels, args.top_k, args.temperature, generator)
+    transformer = accelerator.unwrap_model(transformer).eval()
+    samples = transformer.generate(tokenizer, class_labels, args.top_k, args.temperature, generator)
     with torch.no_grad():
         images = tokenizer.idxBl_to_img(samples, same_shape=True, last_one=True)
     metrics = {
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
             used = ", ".join(f"{u['scale']}²: {u['used_codes']}" for u in usages)
             logger.info(f"codes used per scale ({name}): {used}")
         logger.info(f"final loss {metrics['final_loss']:.3f} (uniform: {metrics['uniform_loss']:.3f}); {output_dir}")
+    end_training(accelerator)
     return metrics
 
 
