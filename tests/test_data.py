@@ -9,6 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from hf_simvq import SimVQImageProcessor
 
@@ -110,13 +111,43 @@ def test_evaluation_transform_is_the_processor_and_training_transform_crops_and_
 
     square = image.crop((0, 0, 32, 32))
     original = PixelValuesTransform(32)({"image": [square]})["pixel_values"][0]
-    torch.manual_seed(0)
-    augmented = PixelValuesTransform(32, augment=True)({"image": [square] * 16})["pixel_values"]
+    augmented = PixelValuesTransform(32, augment=True)({"image": [square] * 16}, list(range(16)))["pixel_values"]
     is_flipped = [torch.equal(sample, original.flip(-1)) for sample in augmented]
     assert all(flipped or torch.equal(sample, original) for flipped, sample in zip(is_flipped, augmented, strict=True))
     assert 0 < sum(is_flipped) < 16
-    wide = PixelValuesTransform(32, augment=True)({"image": [image] * 4})["pixel_values"]
+    wide = PixelValuesTransform(32, augment=True)({"image": [image] * 4}, [0, 1, 2, 3])["pixel_values"]
     assert wide.shape == (4, 3, 32, 32) and wide.min() >= -1 and wide.max() <= 1
+
+
+def test_training_crops_depend_only_on_seed_epoch_and_example_index():
+    """The property exact resumption rests on: no global RNG, no dependence on batch composition or fetch order."""
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    transform = PixelValuesTransform(32, augment=True, seed=1)
+    batch = transform({"image": [image] * 8}, list(range(8)))["pixel_values"]
+    torch.manual_seed(123)
+    np.random.seed(123)
+    alone = transform({"image": [image]}, [5])["pixel_values"][0]
+    assert torch.equal(alone, batch[5])
+    assert sum(not torch.equal(batch[0], crop) for crop in batch[1:]) >= 5  # indices draw different crops
+    transform.set_epoch(1)
+    assert not torch.equal(transform({"image": [image] * 8}, list(range(8)))["pixel_values"], batch)
+    other_seed = PixelValuesTransform(32, augment=True, seed=2)
+    assert not torch.equal(other_seed({"image": [image] * 8}, list(range(8)))["pixel_values"], batch)
+    with pytest.raises(ValueError, match="one index per image"):
+        transform({"image": [image]})
+
+
+def test_dataloader_workers_crop_as_the_main_process_after_set_epoch(image_folder):
+    """Batches in a shuffled order, read by worker processes, get each example's (seed, epoch, index) crop."""
+    folder = load_image_dataset(train_data_dir=str(image_folder), resolution=32)
+    dataset = with_pixel_values(folder, 32, augment=True, seed=3)
+    dataset.set_epoch(2)
+    expected = PixelValuesTransform(32, augment=True, seed=3)
+    expected.set_epoch(2)
+    order = [2, 0, 1]
+    loader = DataLoader(dataset, batch_size=2, sampler=order, num_workers=2)
+    served = torch.cat([batch["pixel_values"] for batch in loader])
+    torch.testing.assert_close(served, expected(folder[order], order)["pixel_values"], rtol=0, atol=0)
 
 
 def test_with_pixel_values_serves_map_style_and_streaming_datasets(small_default_data):

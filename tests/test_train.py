@@ -135,8 +135,9 @@ def test_corrupt_or_foreign_checkpoint_gives_a_clear_error(trained, tmp_path):
 def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     """Killed right after the step-10 checkpoint and resumed: identical final weights, bit for bit.
 
-    The run switches quantization on at step 12 and trains a discriminator from step 5 with gradient accumulation,
-    so the optimizers, the EMA, the data position and the phase all have to come back exactly.
+    The run switches quantization on at step 12, trains a discriminator from step 5 with gradient accumulation and
+    augments its data, so the optimizers, the EMA, the data position, the crops and the phase all have to come back
+    exactly.
     """
     options = [
         "--max_train_steps", "24",
@@ -148,6 +149,7 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
         "--discriminator_start_step", "5",
         "--checkpointing_steps", "5",
         "--validation_steps", "7",
+        "--random_crop",
     ]  # fmt: skip
     uninterrupted = run_train(tmp_path / "uninterrupted", *options)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]

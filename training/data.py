@@ -6,7 +6,6 @@ scikit-image wheel (and scikit-learn's two sample photos when it is installed). 
 that training never sees, so reconstruction and codebook-usage numbers measure generalisation, not memory.
 """
 
-from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -186,35 +185,72 @@ class PixelValuesTransform:
 
     Evaluation (`augment=False`) uses `SimVQImageProcessor`'s deterministic resize-shortest-edge + center crop.
     Training (`augment=True`) resizes the shortest edge, then takes a random crop and a random horizontal flip, as
-    diffusers' training examples do; drawn from torch's global RNG, whose state accelerate checkpoints.
-    (Hand-written because torchvision's transforms are not available here.)
+    diffusers' training examples do, drawn from a generator seeded by (seed, epoch, example index). An example's crop
+    thus depends on nothing else: not on when the dataloader fetched it (accelerate fetches a batch ahead and
+    checkpoints the RNG after that), nor on the number of processes or workers, so a resumed run crops exactly as an
+    uninterrupted one. (Hand-written because torchvision's transforms are not available here.)
     """
 
-    def __init__(self, resolution: int, image_column: str = "image", augment: bool = False):
+    def __init__(self, resolution: int, image_column: str = "image", augment: bool = False, seed: int = 0):
         self.resolution = resolution
         self.image_column = image_column
         self.augment = augment
+        self.seed = seed
+        self.epoch = 0
         self.image_processor = SimVQImageProcessor.from_image_size(resolution)
 
-    def _random_crop_and_flip(self, image: PIL.Image.Image) -> PIL.Image.Image:
+    def set_epoch(self, epoch: int) -> None:
+        """New crops every epoch."""
+        self.epoch = epoch
+
+    def _random_crop_and_flip(self, image: PIL.Image.Image, index: int) -> PIL.Image.Image:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
         scale = self.resolution / min(image.size)
         if scale != 1:
             size = (max(self.resolution, round(image.width * scale)), max(self.resolution, round(image.height * scale)))
             image = image.resize(size, PIL.Image.Resampling.BICUBIC)
-        left = int(torch.randint(image.width - self.resolution + 1, ()))
-        top = int(torch.randint(image.height - self.resolution + 1, ()))
+        left = int(rng.integers(image.width - self.resolution + 1))
+        top = int(rng.integers(image.height - self.resolution + 1))
         image = image.crop((left, top, left + self.resolution, top + self.resolution))
-        if torch.rand(()) < 0.5:
+        if rng.random() < 0.5:
             image = image.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT)
         return image
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, torch.Tensor]:
         images = [image.convert("RGB") for image in batch[self.image_column]]
         for image in images:
             check_image_size(image, self.resolution)
         if self.augment:
-            images = [self._random_crop_and_flip(image) for image in images]
+            if indices is None or len(indices) != len(images):
+                raise ValueError("Augmentation draws each crop from the example's index: pass one index per image.")
+            images = [self._random_crop_and_flip(image, index) for image, index in zip(images, indices, strict=True)]
         return {"pixel_values": self.image_processor(images, return_tensors="pt")["pixel_values"]}
+
+
+class TransformedImageDataset(torch.utils.data.Dataset):
+    """A map-style `datasets.Dataset` served through a `PixelValuesTransform` that also gets the examples' indices.
+
+    `datasets.Dataset.with_transform` passes the transform no indices, and adding an index column would rewrite a
+    shuffled or split dataset's images (`flatten_indices`); so this thin wrapper reads a whole batch with one
+    `dataset[indices]` (`__getitems__`, which `DataLoader` uses for batched reads) and passes the indices along.
+    """
+
+    def __init__(self, dataset: datasets.Dataset, transform: PixelValuesTransform):
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        pixel_values = self.transform(self.dataset[indices], indices)["pixel_values"]
+        return [{"pixel_values": values} for values in pixel_values]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([index])[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.transform.set_epoch(epoch)
 
 
 def with_pixel_values(
@@ -222,20 +258,24 @@ def with_pixel_values(
     resolution: int,
     image_column: str = "image",
     augment: bool = False,
-) -> datasets.Dataset | datasets.IterableDataset:
+    seed: int = 0,
+) -> TransformedImageDataset | datasets.IterableDataset:
     """`dataset` yielding `{"pixel_values": (3, resolution, resolution)}` examples, ready for a `DataLoader`.
 
-    A map-style dataset gets the transform on access (`with_transform`), so augmentation differs every epoch; a
-    streaming one gets a lazy batched `map`.
+    Both kinds have `set_epoch`; call it every epoch. A map-style dataset is transformed on access, so augmentation
+    differs every epoch; a streaming one gets a lazy batched `map` whose indices count examples from the start of the
+    stream (a streaming run is one epoch long, and a resumed one replays the stream from its start).
     """
-    transform: Callable = PixelValuesTransform(resolution, image_column, augment)
+    transform = PixelValuesTransform(resolution, image_column, augment, seed)
     if isinstance(dataset, datasets.IterableDataset):
-        return dataset.map(transform, batched=True, remove_columns=list(dataset.features or [image_column]))
-    return dataset.with_transform(transform)
+        columns = list(dataset.features or [image_column])
+        return dataset.map(transform, batched=True, with_indices=True, remove_columns=columns)
+    return TransformedImageDataset(dataset, transform)
 
 
 __all__ = [
     "PixelValuesTransform",
+    "TransformedImageDataset",
     "check_image_size",
     "default_image_datasets",
     "load_image_dataset",

@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--random_crop",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="Random crops and flips for training (a resumed run then sees other crops than an uninterrupted one).",
+        help="Random crops and flips for training, drawn from (--seed, epoch, example index): resumable exactly.",
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     # Model
@@ -241,7 +241,7 @@ def load_datasets(args: argparse.Namespace):
     if args.streaming:
         train_dataset = train_dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
     return (
-        with_pixel_values(train_dataset, args.resolution, args.image_column, augment=args.random_crop),
+        with_pixel_values(train_dataset, args.resolution, args.image_column, args.random_crop, args.seed),
         with_pixel_values(validation_dataset, args.resolution, args.image_column, augment=False),
     )
 
@@ -601,6 +601,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     first_epoch = progress.global_step // num_update_steps_per_epoch
     for epoch in range(first_epoch, num_train_epochs):
         train_dataloader.set_epoch(epoch)
+        train_dataset.set_epoch(epoch)  # the crops'; under several processes accelerate tells only the sampler
         epoch_dataloader = train_dataloader
         if epoch == first_epoch and progress.global_step > 0:
             batches_done = (progress.global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
