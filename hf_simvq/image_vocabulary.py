@@ -8,6 +8,7 @@ tokens the tokenizer learns as strings (begin-of-image, end-of-image and, option
 `images_to_input_ids` and go back through `input_ids_to_images`.
 
 An image becomes `[boi, c₀₀ … c₀,w₋₁, eol, c₁₀ …, eol, eoi]`: row-major codes, `eol` closing every row when enabled.
+A multi-scale (VAR) tokenizer's image is its token maps coarse to fine, each written the same way, one after another.
 """
 
 import json
@@ -36,6 +37,37 @@ class ImageTokenLayout:
     begin_image_token: str
     end_image_token: str
     end_of_row_token: str | None
+    scales: tuple[int, ...] | None = None  # a multi-scale tokenizer's token-map sides, coarse to fine
+
+    def __post_init__(self):
+        if self.scales is not None:  # a list when read back from JSON
+            object.__setattr__(self, "scales", tuple(self.scales))
+
+    @property
+    def row_lengths(self) -> list[int]:
+        """Codes per row of the span, in order: `h` rows of `w`, or every scale's rows."""
+        if self.scales is None:
+            return [self.token_map_width] * self.token_map_height
+        return [side for side in self.scales for _ in range(side)]
+
+    @property
+    def token_map_shape(self) -> tuple[int, ...]:
+        """One image's tokens as the SimVQ model gives them: `(h, w)`, or `(L,)` for all scales."""
+        if self.scales is None:
+            return (self.token_map_height, self.token_map_width)
+        return (sum(self.row_lengths),)
+
+    def body_code_positions(self) -> torch.LongTensor:
+        """For each position between begin- and end-of-image, the index of the code it holds (row-major over the
+        flattened tokens), or -1 where an end-of-row goes. The one description of a span that writing, reading and
+        constrained generation all use."""
+        positions, start = [], 0
+        for length in self.row_lengths:
+            positions.extend(range(start, start + length))
+            start += length
+            if self.end_of_row_token is not None:
+                positions.append(-1)
+        return torch.tensor(positions)
 
     @property
     def image_token_offset(self) -> int:
@@ -50,8 +82,8 @@ class ImageTokenLayout:
     @property
     def span_body_length(self) -> int:
         """Tokens between begin- and end-of-image: the codes, plus one end-of-row per row when enabled."""
-        row = self.token_map_width + (self.end_of_row_token is not None)
-        return self.token_map_height * row
+        rows = self.row_lengths
+        return sum(rows) + len(rows) * (self.end_of_row_token is not None)
 
     @property
     def span_length(self) -> int:
@@ -100,15 +132,15 @@ class SimVQImageVocabulary:
         """
         specials = [begin_image_token, end_image_token] + ([end_of_row_token] if end_of_row_token else [])
         tokenizer.add_special_tokens({"extra_special_tokens": specials}, replace_extra_special_tokens=False)
-        latent_size = image_tokenizer.config.latent_size
         layout = ImageTokenLayout(
             text_vocab_size=len(tokenizer),
             codebook_size=image_tokenizer.config.codebook_size,
-            token_map_height=latent_size,
-            token_map_width=latent_size,
+            token_map_height=image_tokenizer.config.latent_size,
+            token_map_width=image_tokenizer.config.latent_size,
             begin_image_token=begin_image_token,
             end_image_token=end_image_token,
             end_of_row_token=end_of_row_token,
+            scales=_multiscale_scales(image_tokenizer.config),
         )
         return cls(tokenizer, image_tokenizer, layout, image_processor)
 
@@ -127,38 +159,42 @@ class SimVQImageVocabulary:
                 f"{layout.text_vocab_size}: tokens were added after the vocabulary was built, so image ids would "
                 "collide with text ids. Add text tokens before building the vocabulary."
             )
-        if config.codebook_size != layout.codebook_size or config.latent_size != layout.token_map_height:
+        model_tokens = (config.codebook_size, config.latent_size, _multiscale_scales(config))
+        if model_tokens != (layout.codebook_size, layout.token_map_height, layout.scales):
             raise ValueError(
-                f"The SimVQ model ({config.codebook_size} codes, {config.latent_size}² tokens) does not match the "
-                f"vocabulary ({layout.codebook_size} codes, {layout.token_map_height}² tokens)."
+                f"The SimVQ model ({config.codebook_size} codes, {config.latent_size}² tokens, scales "
+                f"{_multiscale_scales(config)}) does not match the vocabulary ({layout.codebook_size} codes, "
+                f"{layout.token_map_height}² tokens, scales {layout.scales})."
             )
+        self._body_code_positions = layout.body_code_positions()
+        self._body_is_code = self._body_code_positions >= 0
 
     # ids ↔ token maps ------------------------------------------------------------------------------------------
 
     def token_maps_to_input_ids(self, image_tokens: torch.LongTensor) -> torch.LongTensor:
-        """`(B, h, w)` SimVQ token maps → `(B, span_length)` LM ids, wrapped in begin/end-of-image."""
-        layout = self.layout
-        if image_tokens.ndim != 3 or image_tokens.shape[1:] != (layout.token_map_height, layout.token_map_width):
+        """SimVQ tokens `(B, h, w)` (multi-scale: `(B, L)`) → `(B, span_length)` LM ids between begin/end-of-image."""
+        expected = self.layout.token_map_shape
+        if image_tokens.ndim != 1 + len(expected) or tuple(image_tokens.shape[1:]) != expected:
             raise ValueError(
-                f"Expected token maps (batch, {layout.token_map_height}, {layout.token_map_width}), got "
+                f"Expected the image tokenizer's tokens (batch, {', '.join(map(str, expected))}), got "
                 f"{tuple(image_tokens.shape)}."
             )
         self.image_tokenizer.quantize.check_indices(image_tokens)
-        batch = image_tokens.shape[0]
-        rows = image_tokens.long() + layout.image_token_offset
+        codes = image_tokens.long().flatten(1) + self.layout.image_token_offset
+        body = codes[:, self._body_code_positions.clamp(min=0)]
         if self.end_of_row_id is not None:
-            rows = torch.cat([rows, rows.new_full((batch, layout.token_map_height, 1), self.end_of_row_id)], dim=2)
+            body[:, ~self._body_is_code] = self.end_of_row_id
         return torch.cat(
             [
-                rows.new_full((batch, 1), self.begin_image_id),
-                rows.flatten(1),
-                rows.new_full((batch, 1), self.end_image_id),
+                body.new_full((len(body), 1), self.begin_image_id),
+                body,
+                body.new_full((len(body), 1), self.end_image_id),
             ],
             dim=1,
         )
 
     def span_to_token_map(self, span: torch.LongTensor) -> torch.LongTensor:
-        """One `(span_length,)` span starting with begin-of-image → its `(h, w)` token map; malformed spans raise."""
+        """One span starting with begin-of-image → its tokens `(h, w)` (multi-scale: `(L,)`); malformed spans raise."""
         layout = self.layout
         if span.ndim != 1 or span.numel() != layout.span_length:
             raise ValueError(
@@ -170,19 +206,17 @@ class SimVQImageVocabulary:
                 f"An image span must start with {layout.begin_image_token} ({self.begin_image_id}) and end with "
                 f"{layout.end_image_token} ({self.end_image_id}), got {int(span[0])} … {int(span[-1])}."
             )
-        body = span[1:-1].view(layout.token_map_height, -1)
-        if self.end_of_row_id is not None:
-            if not torch.all(body[:, -1] == self.end_of_row_id):
-                raise ValueError(f"Every image row must end with {layout.end_of_row_token} ({self.end_of_row_id}).")
-            body = body[:, :-1]
-        codes = body - layout.image_token_offset
-        if codes.min() < 0 or codes.max() >= layout.codebook_size:
-            bad = int(body.flatten()[((codes < 0) | (codes >= layout.codebook_size)).flatten()][0])
+        body = span[1:-1]
+        if self.end_of_row_id is not None and not torch.all(body[~self._body_is_code] == self.end_of_row_id):
+            raise ValueError(f"Every image row must end with {layout.end_of_row_token} ({self.end_of_row_id}).")
+        codes = body[self._body_is_code] - layout.image_token_offset
+        outside = (codes < 0) | (codes >= layout.codebook_size)
+        if outside.any():
             raise ValueError(
-                f"Id {bad} inside an image span is not an image code (image ids are {layout.image_token_offset} … "
-                f"{layout.total_vocab_size - 1})."
+                f"Id {int(codes[outside][0]) + layout.image_token_offset} inside an image span is not an image code "
+                f"(image ids are {layout.image_token_offset} … {layout.total_vocab_size - 1})."
             )
-        return codes
+        return codes.view(layout.token_map_shape)
 
     def find_image_spans(self, input_ids: torch.LongTensor) -> list[tuple[int, int]]:
         """`(start, end)` positions (end exclusive) of every image span in a 1-D sequence, validated."""
@@ -269,6 +303,10 @@ class SimVQImageVocabulary:
             layout,
             SimVQImageProcessor.from_pretrained(image_folder),
         )
+
+
+def _multiscale_scales(config) -> tuple[int, ...] | None:
+    return tuple(config.scales) if config.quantizer_type == "multiscale_simvq" else None
 
 
 __all__ = ["ImageTokenLayout", "SimVQImageVocabulary"]

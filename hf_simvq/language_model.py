@@ -37,8 +37,9 @@ class ImageSpanLogitsProcessor(LogitsProcessor):
     """Makes `generate` write only well-formed image spans.
 
     Inside a span (after begin-of-image, before its end) only image codes may follow, an end-of-row token closes
-    each row when the layout has one, and end-of-image comes after exactly `h·w` codes. Outside a span image codes,
-    end-of-row and end-of-image are forbidden, so every id the LM writes decodes.
+    each row when the layout has one, and end-of-image comes after exactly the image's codes (`h·w`, or every scale's
+    for a multi-scale tokenizer). Outside a span image codes, end-of-row and end-of-image are forbidden, so every id
+    the LM writes decodes.
     """
 
     def __init__(self, vocabulary: SimVQImageVocabulary):
@@ -46,6 +47,7 @@ class ImageSpanLogitsProcessor(LogitsProcessor):
         self.begin_image_id = vocabulary.begin_image_id
         self.end_image_id = vocabulary.end_image_id
         self.end_of_row_id = vocabulary.end_of_row_id
+        self.body_is_end_of_row = vocabulary.layout.body_code_positions() < 0
 
     def _token_masks(self, vocab_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         layout = self.layout
@@ -70,10 +72,8 @@ class ImageSpanLogitsProcessor(LogitsProcessor):
         inside = last_begin > last_end
         written = input_ids.shape[1] - 1 - last_begin  # body tokens of the open span so far
         span_done = inside & (written >= self.layout.span_body_length)
-        if self.end_of_row_id is not None:
-            row_done = inside & ~span_done & ((written + 1) % (self.layout.token_map_width + 1) == 0)
-        else:
-            row_done = torch.zeros_like(inside)
+        body_position = written.clamp(0, self.layout.span_body_length - 1)
+        row_done = inside & ~span_done & self.body_is_end_of_row.to(scores.device)[body_position]
         allowed = torch.where(
             inside[:, None],
             torch.where(span_done[:, None], end_image, torch.where(row_done[:, None], end_of_row, codes)),

@@ -10,9 +10,11 @@ from hf_simvq.language_model import ImageSpanLogitsProcessor, extend_language_mo
 CAPTIONS = ["a photo of an astronaut", "a cat on a sofa", "coffee in a cup", "a rocket at night"]
 
 
-def build_vocabulary(codebook_size: int = 256, end_of_row: bool = True) -> SimVQImageVocabulary:
+def build_vocabulary(
+    codebook_size: int = 256, end_of_row: bool = True, quantizer_type: str = "simvq"
+) -> SimVQImageVocabulary:
     torch.manual_seed(0)
-    image_tokenizer = SimVQModel(tiny_config(codebook_size=codebook_size)).eval()
+    image_tokenizer = SimVQModel(tiny_config(codebook_size=codebook_size, quantizer_type=quantizer_type)).eval()
     return SimVQImageVocabulary.from_tokenizers(
         word_level_tokenizer(CAPTIONS), image_tokenizer, end_of_row_token="<|image_row_end|>" if end_of_row else None
     )
@@ -33,6 +35,40 @@ def test_image_to_ids_to_image_equals_encode_decode_at_262k_codes(images, end_of
             decoded = vocabulary.input_ids_to_images(sequence)
             assert len(decoded) == 1
             assert torch.equal(decoded[0], model.decode_tokens(tokens[index : index + 1])[0])
+
+
+@pytest.mark.parametrize("end_of_row", [True, False])
+def test_multiscale_tokens_round_trip_scale_by_scale(images, end_of_row):
+    """A VAR tokenizer's image is its token maps coarse to fine (1², 2², …, 8²), each row closed by end-of-row."""
+    vocabulary = build_vocabulary(end_of_row=end_of_row, quantizer_type="multiscale_simvq")
+    layout, model = vocabulary.layout, vocabulary.image_tokenizer
+    assert layout.scales == (1, 2, 3, 4, 5, 6, 8)
+    assert layout.span_length == 2 + sum(side * (side + end_of_row) for side in layout.scales)
+    input_ids = vocabulary.images_to_input_ids(images)
+    with torch.no_grad():
+        tokens = model.encode(images).image_tokens  # (B, 155)
+        scale_maps = model.img_to_idxBl(images)
+    body = input_ids[0, 1:-1]
+    if end_of_row:  # written row by row: the 1×1 map, its end-of-row, then the 2×2 map's first row, ...
+        assert body[:5].tolist() == [
+            int(scale_maps[0][0, 0]) + layout.image_token_offset,
+            vocabulary.end_of_row_id,
+            *(scale_maps[1][0, :2] + layout.image_token_offset).tolist(),
+            vocabulary.end_of_row_id,
+        ]
+    for index, sequence in enumerate(input_ids):
+        assert torch.equal(vocabulary.span_to_token_map(sequence), tokens[index])
+        with torch.no_grad():
+            expected = model.decode_tokens(tokens[index : index + 1])[0]
+        assert torch.equal(vocabulary.input_ids_to_images(sequence)[0], expected)
+    if end_of_row:  # the 1×1 map's end-of-row swapped with the next code
+        malformed, message = input_ids[0, [0, 2, 1, *range(3, layout.span_length)]], "row must end with"
+    else:  # a text id where the 1×1 map's code goes
+        malformed, message = torch.cat([input_ids[0, :1], torch.tensor([3]), input_ids[0, 2:]]), "not an image code"
+    with pytest.raises(ValueError, match=message):
+        vocabulary.span_to_token_map(malformed)
+    with pytest.raises(ValueError, match=r"\(batch, 155\)"):
+        vocabulary.token_maps_to_input_ids(tokens.view(2, 5, 31))
 
 
 def test_image_ids_never_collide_with_text_ids(images):
@@ -93,8 +129,9 @@ def test_out_of_range_code_and_stray_end_are_rejected(images):
         vocabulary.input_ids_to_images(torch.tensor([4, vocabulary.end_image_id]))
 
 
-def test_save_and_reload_with_the_tokenizer(images, tmp_path):
-    vocabulary = build_vocabulary()
+@pytest.mark.parametrize("quantizer_type", ["simvq", "multiscale_simvq"])
+def test_save_and_reload_with_the_tokenizer(images, tmp_path, quantizer_type):
+    vocabulary = build_vocabulary(quantizer_type=quantizer_type)
     expected = vocabulary.images_to_input_ids(images)
     vocabulary.save_pretrained(tmp_path)
     reloaded = SimVQImageVocabulary.from_pretrained(tmp_path)
@@ -102,6 +139,13 @@ def test_save_and_reload_with_the_tokenizer(images, tmp_path):
     assert reloaded.begin_image_id == vocabulary.begin_image_id
     assert torch.equal(reloaded.images_to_input_ids(images), expected)
     assert reloaded.tokenizer("a cat").input_ids == vocabulary.tokenizer("a cat").input_ids
+
+
+def test_a_single_scale_tokenizer_does_not_read_a_multiscale_layout(tmp_path):
+    build_vocabulary(quantizer_type="multiscale_simvq").save_pretrained(tmp_path)
+    build_vocabulary().image_tokenizer.save_pretrained(tmp_path / "image_tokenizer")
+    with pytest.raises(ValueError, match=r"scales None\) does not match the vocabulary .*scales \(1, 2, 3"):
+        SimVQImageVocabulary.from_pretrained(tmp_path)
 
 
 def tiny_language_model(vocabulary: SimVQImageVocabulary) -> LlamaForCausalLM:
@@ -137,9 +181,11 @@ def test_extend_language_model_resizes_and_initialises_from_the_codebook():
     torch.testing.assert_close((codebook - codebook.mean(0)) @ solution, image_rows, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("end_of_row", [True, False])
-def test_generate_with_the_logits_processor_writes_only_decodable_images(end_of_row):
-    vocabulary = build_vocabulary(end_of_row=end_of_row)
+@pytest.mark.parametrize(
+    ("end_of_row", "quantizer_type"), [(True, "simvq"), (False, "simvq"), (True, "multiscale_simvq")]
+)
+def test_generate_with_the_logits_processor_writes_only_decodable_images(end_of_row, quantizer_type):
+    vocabulary = build_vocabulary(end_of_row=end_of_row, quantizer_type=quantizer_type)
     model = extend_language_model(tiny_language_model(vocabulary), vocabulary).eval()
     with torch.no_grad():  # make the unconstrained model prefer text ids everywhere: the processor must override
         model.get_output_embeddings().weight[vocabulary.layout.image_token_offset :] *= 0
