@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,12 +179,17 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(tmp_
         assert torch.equal(expected[name], actual[name]), name
 
 
-# Runs train.py's `main` with one check added: when `end_training` destroys the process group, no DDP wrapper may be
-# alive. A gloo group released last by DDP's reducer can deadlock the exit (see `main`); this makes that ordering
-# deterministic to test, where the hang itself shows up in only about 1 run in 40.
-TRAIN_WITH_TEARDOWN_CHECK = f"""
-import gc, sys
-sys.path.insert(0, {str(TRAIN_SCRIPT.parent)!r})
+def patched_train_script(path: Path, patch: str) -> Path:
+    """A script at `path` that imports train.py's modules, applies `patch` (source code) to them, then runs `main`."""
+    path.write_text(f"import sys\nsys.path.insert(0, {str(TRAIN_SCRIPT.parent)!r})\n{patch}\ntrain.main()\n")
+    return path
+
+
+# When `end_training` destroys the process group, no DDP wrapper may be alive: a gloo group released last by DDP's
+# reducer can deadlock the exit (see `main`). Checking the ordering is deterministic where the hang itself shows up in
+# only about 1 run in 20.
+CHECK_TEARDOWN = """
+import gc
 from accelerate import Accelerator
 from torch.nn.parallel import DistributedDataParallel
 import train
@@ -192,23 +198,35 @@ end_training = Accelerator.end_training
 
 def end_training_after_every_ddp_wrapper(self):
     alive = [type(o.module).__name__ for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
-    assert not alive, f"DDP wrappers {{alive}} outlive the process group"
+    assert not alive, f"DDP wrappers {alive} outlive the process group"
     end_training(self)
 
 Accelerator.end_training = end_training_after_every_ddp_wrapper
-train.main()
+"""
+# Under several processes accelerate's `set_epoch` reaches only the sampler: train.py must tell the dataset itself.
+RECORD_CROP_EPOCHS = """
+import data
+
+set_epoch = data.TransformedImageDataset.set_epoch
+
+def recording_set_epoch(self, epoch):
+    if self.transform.augment:
+        print(f"crop epoch {epoch}", file=sys.stderr)
+    set_epoch(self, epoch)
+
+data.TransformedImageDataset.set_epoch = recording_set_epoch
 """
 
 
 def test_two_processes_log_the_tokens_of_both(tmp_path):
     """Under torchrun, the usage window gathers every process's tokens: 2 processes × 16 images × 64 tokens a step.
 
-    The discriminator is on, so two DDP wrappers must be released before the process group.
+    The discriminator is on, so two DDP wrappers must be released before the process group; the 64 training images
+    make 2 steps an epoch, so the crops' epoch must advance.
     """
-    script = tmp_path / "train_with_teardown_check.py"
-    script.write_text(TRAIN_WITH_TEARDOWN_CHECK)
+    script = patched_train_script(tmp_path / "train_two_processes.py", CHECK_TEARDOWN + RECORD_CROP_EPOCHS)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    options = ["--max_train_steps", "3", "--eval_metrics", "psnr"]
+    options = ["--max_train_steps", "3", "--eval_metrics", "psnr", "--num_train_images", "64", "--random_crop"]
     options += ["--discriminator_weight", "0.1", "--discriminator_layers", "2"]
     command = [*torchrun, str(script), *train_command(tmp_path / "two", *options)[2:]]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -219,6 +237,7 @@ def test_two_processes_log_the_tokens_of_both(tmp_path):
     tokens_per_step = 2 * 16 * 8 * 8
     assert window_tokens == [tokens_per_step, 2 * tokens_per_step, 3 * tokens_per_step]
     assert json.loads((tmp_path / "two" / "eval_results.json").read_text())["num_images"] == 64
+    assert sorted(set(re.findall(r"crop epoch (\d+)", result.stderr))) == ["0", "1"]
 
 
 def test_multiscale_tokenizer_trains_and_loads(tmp_path):

@@ -488,8 +488,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         num_quick_validation_images = min(args.num_validation_images_during_training, len(validation_dataset))
         quick_validation_dataset = Subset(validation_dataset, range(num_quick_validation_images))
     quick_validation_dataloader = DataLoader(quick_validation_dataset, batch_size=args.eval_batch_size)
-    # Deferred quantization reads its latents from a fixed, unshuffled set of training batches: the same ones
-    # whenever the switch happens, also after a resume.
+    # Deferred quantization reads its latents from a fixed, unshuffled set of training batches: the same images
+    # whenever the switch happens, also after a resume (with --random_crop, in the crops of the current epoch).
     latent_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=False)
 
     # Model, discriminator, losses
@@ -527,6 +527,11 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     }
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, **adam)
 
+    # The dataloaders first: under several processes each one serves its process's shard, and an epoch is as many
+    # steps as that shard has batches.
+    train_dataloader, validation_dataloader, quick_validation_dataloader, latent_dataloader = accelerator.prepare(
+        train_dataloader, validation_dataloader, quick_validation_dataloader, latent_dataloader
+    )
     if args.streaming:
         num_update_steps_per_epoch = args.max_train_steps
     else:
@@ -534,7 +539,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         if num_update_steps_per_epoch == 0:
             raise ValueError(
                 f"The training set has {len(train_dataset)} images: fewer than one batch of "
-                f"{args.train_batch_size} × {args.gradient_accumulation_steps} accumulation steps."
+                f"{args.train_batch_size} × {accelerator.num_processes} processes × "
+                f"{args.gradient_accumulation_steps} accumulation steps."
             )
     max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
     num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
@@ -545,25 +551,15 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         num_training_steps=max_train_steps * accelerator.num_processes,
     )
 
-    to_prepare = [
-        autoencoder,
-        optimizer,
-        lr_scheduler,
-        train_dataloader,
-        validation_dataloader,
-        quick_validation_dataloader,
-        latent_dataloader,
-    ]
     if use_discriminator:
         discriminator_optimizer = torch.optim.AdamW(
             discriminator.parameters(), lr=args.discriminator_learning_rate or args.learning_rate, **adam
         )
-        to_prepare += [discriminator, discriminator_optimizer]
-    prepared = accelerator.prepare(*to_prepare)
-    autoencoder, optimizer, lr_scheduler, train_dataloader, validation_dataloader = prepared[:5]
-    quick_validation_dataloader, latent_dataloader = prepared[5:7]
-    if use_discriminator:
-        discriminator, discriminator_optimizer = prepared[7:]
+        autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer = accelerator.prepare(
+            autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer
+        )
+    else:
+        autoencoder, optimizer, lr_scheduler = accelerator.prepare(autoencoder, optimizer, lr_scheduler)
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)
 
