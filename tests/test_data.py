@@ -157,3 +157,13 @@ def test_with_pixel_values_serves_map_style_and_streaming_datasets(small_default
     streamed = next(iter(with_pixel_values(validation.to_iterable_dataset(), 32)))
     assert set(streamed) == {"pixel_values"}
     torch.testing.assert_close(torch.as_tensor(streamed["pixel_values"]), example["pixel_values"])
+
+
+def test_stream_crops_stay_distinct_across_dataloader_workers():
+    """Each worker counts its share of a stream from 0; the keys must still differ between examples."""
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    stream = datasets.Dataset.from_dict({"image": [image] * 4}).to_iterable_dataset(num_shards=2)
+    loader = DataLoader(with_pixel_values(stream, 32, augment=True, seed=0), batch_size=1, num_workers=2)
+    crops = [batch["pixel_values"][0] for batch in loader]
+    assert len(crops) == 4
+    assert all(not torch.equal(crops[i], crops[j]) for i in range(4) for j in range(i + 1, 4))

@@ -185,10 +185,11 @@ class PixelValuesTransform:
 
     Evaluation (`augment=False`) uses `SimVQImageProcessor`'s deterministic resize-shortest-edge + center crop.
     Training (`augment=True`) resizes the shortest edge, then takes a random crop and a random horizontal flip, as
-    diffusers' training examples do, drawn from a generator seeded by (seed, epoch, example index). An example's crop
-    thus depends on nothing else: not on when the dataloader fetched it (accelerate fetches a batch ahead and
-    checkpoints the RNG after that), nor on the number of processes or workers, so a resumed run crops exactly as an
-    uninterrupted one. (Hand-written because torchvision's transforms are not available here.)
+    diffusers' training examples do, drawn from a generator seeded by (seed, epoch, example key). An example's crop
+    thus does not depend on when the dataloader fetched it (accelerate fetches a batch ahead and checkpoints the RNG
+    after that), so a resumed run crops exactly as an uninterrupted one. The key is the example's index in a
+    map-style dataset (the same crops with any number of processes or workers) and its position in a stream.
+    (Hand-written because torchvision's transforms are not available here.)
     """
 
     def __init__(self, resolution: int, image_column: str = "image", augment: bool = False, seed: int = 0):
@@ -253,6 +254,24 @@ class TransformedImageDataset(torch.utils.data.Dataset):
         self.transform.set_epoch(epoch)
 
 
+class StreamPositionKeys:
+    """Calls a `PixelValuesTransform` from a stream's `map(with_indices=True)` with keys unique across workers.
+
+    `datasets` counts the indices in each DataLoader worker separately (every worker starts at 0 on its own shards),
+    so worker `w` of `n` turns its index `i` into `i·n + w`. The crops then depend on the number of workers, which a
+    resumed run keeps.
+    """
+
+    def __init__(self, transform: PixelValuesTransform):
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, torch.Tensor]:
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:
+            indices = [index * worker.num_workers + worker.id for index in indices]
+        return self.transform(batch, indices)
+
+
 def with_pixel_values(
     dataset: datasets.Dataset | datasets.IterableDataset,
     resolution: int,
@@ -263,18 +282,19 @@ def with_pixel_values(
     """`dataset` yielding `{"pixel_values": (3, resolution, resolution)}` examples, ready for a `DataLoader`.
 
     Both kinds have `set_epoch`; call it every epoch. A map-style dataset is transformed on access, so augmentation
-    differs every epoch; a streaming one gets a lazy batched `map` whose indices count examples from the start of the
-    stream (a streaming run is one epoch long, and a resumed one replays the stream from its start).
+    differs every epoch; a streaming one gets a lazy batched `map` keyed by stream position (a streaming run is one
+    epoch long, and a resumed one replays the stream from its start).
     """
     transform = PixelValuesTransform(resolution, image_column, augment, seed)
     if isinstance(dataset, datasets.IterableDataset):
         columns = list(dataset.features or [image_column])
-        return dataset.map(transform, batched=True, with_indices=True, remove_columns=columns)
+        return dataset.map(StreamPositionKeys(transform), batched=True, with_indices=True, remove_columns=columns)
     return TransformedImageDataset(dataset, transform)
 
 
 __all__ = [
     "PixelValuesTransform",
+    "StreamPositionKeys",
     "TransformedImageDataset",
     "check_image_size",
     "default_image_datasets",
