@@ -162,9 +162,8 @@ class SimVQImageVocabulary:
         model_tokens = (config.codebook_size, config.latent_size, _multiscale_scales(config))
         if model_tokens != (layout.codebook_size, layout.token_map_height, layout.scales):
             raise ValueError(
-                f"The SimVQ model ({config.codebook_size} codes, {config.latent_size}² tokens, scales "
-                f"{_multiscale_scales(config)}) does not match the vocabulary ({layout.codebook_size} codes, "
-                f"{layout.token_map_height}² tokens, scales {layout.scales})."
+                f"The SimVQ model ({_describe_tokens(*model_tokens)}) does not match the vocabulary "
+                f"({_describe_tokens(layout.codebook_size, layout.token_map_height, layout.scales)})."
             )
         self._body_code_positions = layout.body_code_positions()
         self._body_is_code = self._body_code_positions >= 0
@@ -307,6 +306,12 @@ class SimVQImageVocabulary:
 
 def _multiscale_scales(config) -> tuple[int, ...] | None:
     return tuple(config.scales) if config.quantizer_type == "multiscale_simvq" else None
+
+
+def _describe_tokens(codebook_size: int, latent_size: int, scales: tuple[int, ...] | None) -> str:
+    if scales is None:
+        return f"{codebook_size} codes, {latent_size}×{latent_size} tokens"
+    return f"{codebook_size} codes, {sum(side * side for side in scales)} tokens at scales {scales}"
 
 
 __all__ = ["ImageTokenLayout", "SimVQImageVocabulary"]

@@ -73,7 +73,7 @@ class ImageSpanLogitsProcessor(LogitsProcessor):
         written = input_ids.shape[1] - 1 - last_begin  # body tokens of the open span so far
         span_done = inside & (written >= self.layout.span_body_length)
         body_position = written.clamp(0, self.layout.span_body_length - 1)
-        row_done = inside & ~span_done & self.body_is_end_of_row.to(scores.device)[body_position]
+        row_done = inside & ~span_done & self.body_is_end_of_row.to(input_ids.device)[body_position]
         allowed = torch.where(
             inside[:, None],
             torch.where(span_done[:, None], end_image, torch.where(row_done[:, None], end_of_row, codes)),

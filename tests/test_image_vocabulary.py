@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from conftest import tiny_config, word_level_tokenizer
@@ -144,8 +146,20 @@ def test_save_and_reload_with_the_tokenizer(images, tmp_path, quantizer_type):
 def test_a_single_scale_tokenizer_does_not_read_a_multiscale_layout(tmp_path):
     build_vocabulary(quantizer_type="multiscale_simvq").save_pretrained(tmp_path)
     build_vocabulary().image_tokenizer.save_pretrained(tmp_path / "image_tokenizer")
-    with pytest.raises(ValueError, match=r"scales None\) does not match the vocabulary .*scales \(1, 2, 3"):
+    with pytest.raises(ValueError, match=r"8×8 tokens\) does not match the vocabulary \(256 codes, 155 tokens at sc"):
         SimVQImageVocabulary.from_pretrained(tmp_path)
+
+
+def test_a_layout_saved_before_multiscale_support_still_loads(images, tmp_path):
+    vocabulary = build_vocabulary()
+    vocabulary.save_pretrained(tmp_path)
+    layout_file = tmp_path / "image_vocabulary.json"
+    fields = json.loads(layout_file.read_text())
+    del fields["scales"]
+    layout_file.write_text(json.dumps(fields))
+    reloaded = SimVQImageVocabulary.from_pretrained(tmp_path)
+    assert reloaded.layout == vocabulary.layout and reloaded.layout.scales is None
+    assert torch.equal(reloaded.images_to_input_ids(images), vocabulary.images_to_input_ids(images))
 
 
 def tiny_language_model(vocabulary: SimVQImageVocabulary) -> LlamaForCausalLM:
