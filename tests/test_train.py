@@ -199,6 +199,7 @@ end_training = Accelerator.end_training
 def end_training_after_every_ddp_wrapper(self):
     alive = [type(o.module).__name__ for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
     assert not alive, f"DDP wrappers {alive} outlive the process group"
+    print(f"process {self.process_index}: no DDP wrapper left at end_training", file=sys.stderr)
     end_training(self)
 
 Accelerator.end_training = end_training_after_every_ddp_wrapper
@@ -238,6 +239,24 @@ def test_two_processes_log_the_tokens_of_both(tmp_path):
     assert window_tokens == [tokens_per_step, 2 * tokens_per_step, 3 * tokens_per_step]
     assert json.loads((tmp_path / "two" / "eval_results.json").read_text())["num_images"] == 64
     assert sorted(set(re.findall(r"crop epoch (\d+)", result.stderr))) == ["0", "1"]
+
+
+def test_a_failing_process_still_releases_its_ddp_wrappers_first(tmp_path):
+    """An exception keeps the failed frames (and the DDP wrappers in them) alive: the teardown must clear them."""
+    fail_on_main_process = """
+def failing_finish_run(*args, **kwargs):
+    raise RuntimeError("injected failure while writing the output folder")
+
+train.finish_run = failing_finish_run
+"""
+    script = patched_train_script(tmp_path / "train_failing.py", CHECK_TEARDOWN + fail_on_main_process)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [*torchrun, str(script), *train_command(tmp_path / "two", "--max_train_steps", "2")[2:]]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode != 0 and "injected failure" in result.stderr
+    assert "process 0: no DDP wrapper left at end_training" in result.stderr, result.stderr[-3000:]
+    assert "process 1: no DDP wrapper left at end_training" in result.stderr
 
 
 def test_multiscale_tokenizer_trains_and_loads(tmp_path):

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -459,8 +460,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file would bury the progress bar
     logger.info(accelerator.state, main_process_only=False)
-    train(args, accelerator)  # returns holding no DDP wrapper, as `end_training` needs
-    end_training(accelerator)
+    try:
+        train(args, accelerator)  # returns holding no DDP wrapper, as `end_training` needs
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)  # the failed run's frames would keep its DDP wrappers alive
+        raise
+    finally:
+        end_training(accelerator)
 
 
 def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
