@@ -13,6 +13,7 @@ A multi-scale (VAR) tokenizer's image is its token maps coarse to fine, each wri
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import PIL.Image
@@ -57,6 +58,7 @@ class ImageTokenLayout:
             return (self.token_map_height, self.token_map_width)
         return (sum(self.row_lengths),)
 
+    @cached_property
     def body_code_positions(self) -> torch.LongTensor:
         """For each position between begin- and end-of-image, the index of the code it holds (row-major over the
         flattened tokens), or -1 where an end-of-row goes. The one description of a span that writing, reading and
@@ -68,6 +70,10 @@ class ImageTokenLayout:
             if self.end_of_row_token is not None:
                 positions.append(-1)
         return torch.tensor(positions)
+
+    @cached_property
+    def body_is_end_of_row(self) -> torch.BoolTensor:
+        return self.body_code_positions < 0
 
     @property
     def image_token_offset(self) -> int:
@@ -165,8 +171,6 @@ class SimVQImageVocabulary:
                 f"The SimVQ model ({_describe_tokens(*model_tokens)}) does not match the vocabulary "
                 f"({_describe_tokens(layout.codebook_size, layout.token_map_height, layout.scales)})."
             )
-        self._body_code_positions = layout.body_code_positions()
-        self._body_is_code = self._body_code_positions >= 0
 
     # ids ↔ token maps ------------------------------------------------------------------------------------------
 
@@ -180,9 +184,9 @@ class SimVQImageVocabulary:
             )
         self.image_tokenizer.quantize.check_indices(image_tokens)
         codes = image_tokens.long().flatten(1) + self.layout.image_token_offset
-        body = codes[:, self._body_code_positions.clamp(min=0)]
+        body = codes[:, self.layout.body_code_positions.clamp(min=0)]
         if self.end_of_row_id is not None:
-            body[:, ~self._body_is_code] = self.end_of_row_id
+            body[:, self.layout.body_is_end_of_row] = self.end_of_row_id
         return torch.cat(
             [
                 body.new_full((len(body), 1), self.begin_image_id),
@@ -206,9 +210,9 @@ class SimVQImageVocabulary:
                 f"{layout.end_image_token} ({self.end_image_id}), got {int(span[0])} … {int(span[-1])}."
             )
         body = span[1:-1]
-        if self.end_of_row_id is not None and not torch.all(body[~self._body_is_code] == self.end_of_row_id):
+        if self.end_of_row_id is not None and not torch.all(body[layout.body_is_end_of_row] == self.end_of_row_id):
             raise ValueError(f"Every image row must end with {layout.end_of_row_token} ({self.end_of_row_id}).")
-        codes = body[self._body_is_code] - layout.image_token_offset
+        codes = body[~layout.body_is_end_of_row] - layout.image_token_offset
         outside = (codes < 0) | (codes >= layout.codebook_size)
         if outside.any():
             raise ValueError(

@@ -47,7 +47,6 @@ class ImageSpanLogitsProcessor(LogitsProcessor):
         self.begin_image_id = vocabulary.begin_image_id
         self.end_image_id = vocabulary.end_image_id
         self.end_of_row_id = vocabulary.end_of_row_id
-        self.body_is_end_of_row = vocabulary.layout.body_code_positions() < 0
 
     def _token_masks(self, vocab_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         layout = self.layout
@@ -73,7 +72,7 @@ class ImageSpanLogitsProcessor(LogitsProcessor):
         written = input_ids.shape[1] - 1 - last_begin  # body tokens of the open span so far
         span_done = inside & (written >= self.layout.span_body_length)
         body_position = written.clamp(0, self.layout.span_body_length - 1)
-        row_done = inside & ~span_done & self.body_is_end_of_row.to(input_ids.device)[body_position]
+        row_done = inside & ~span_done & self.layout.body_is_end_of_row.to(input_ids.device)[body_position]
         allowed = torch.where(
             inside[:, None],
             torch.where(span_done[:, None], end_image, torch.where(row_done[:, None], end_of_row, codes)),
