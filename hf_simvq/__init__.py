@@ -7,12 +7,12 @@ loads with `trust_remote_code=True` where hf_simvq is not installed.
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from .configuration_simvq import SimVQConfig
-from .diffusers_simvq import SimVQVQModel
-from .image_processing_simvq import SimVQImageProcessor
-from .modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
-from .multiscale_quantization import MultiScaleQuantizerOutput, MultiScaleSimVQQuantizer
-from .quantization import QuantizerOutput, SimVQQuantizer, VQQuantizer, nearest_code_indices
+from .models.simvq.configuration_simvq import SimVQConfig
+from .models.simvq.diffusers_simvq import SimVQVQModel
+from .models.simvq.image_processing_simvq import SimVQImageProcessor
+from .models.simvq.modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
+from .models.simvq.multiscale_quantization import MultiScaleQuantizerOutput, MultiScaleSimVQQuantizer
+from .models.simvq.quantization import QuantizerOutput, SimVQQuantizer, VQQuantizer, nearest_code_indices
 
 AutoConfig.register(SimVQConfig.model_type, SimVQConfig, exist_ok=True)
 AutoModel.register(SimVQConfig, SimVQModel, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .modeling_simvq import SimVQModel
+from .models.simvq.modeling_simvq import SimVQModel
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
 # result key → (metric type, display name, format); only results that were measured go into the card.

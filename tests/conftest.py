@@ -30,14 +30,9 @@ def model(request) -> SimVQModel:
 
 
 def word_level_tokenizer(texts: list[str]):
-    """A small word-level text tokenizer trained here (no download), with bos/eos/pad/unk."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A small word-level text tokenizer trained here (no download), splitting punctuation off words too."""
+    from tokenizers import pre_tokenizers
 
-    specials = ["<unk>", "<pad>", "<s>", "</s>"]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    )
+    from hf_simvq.lm.word_level_tokenizer import word_level_tokenizer as build
+
+    return build(texts, pre_tokenizers.Whitespace())

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from hf_simvq import SimVQModel
 from hf_simvq.evaluation import evaluate_tokenizer
-from hf_simvq.lpips import LPIPS
+from hf_simvq.evaluation.lpips_network import LPIPS
 
 NUM_IMAGES = 11  # not a multiple of batch size × processes: the padded last batch must not be counted twice
 

@@ -1,6 +1,5 @@
 """The embedded default data, dataset loading errors, and the pixel_values transform."""
 
-import importlib.util
 import inspect
 from pathlib import Path
 
@@ -12,16 +11,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from hf_simvq import SimVQImageProcessor
-
-# Loaded from its path: putting training/ on sys.path would let training/evaluate.py shadow the `evaluate` library.
-_spec = importlib.util.spec_from_file_location("training_data", Path(__file__).parents[1] / "training" / "data.py")
-data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(data)
-VALIDATION_PHOTOS = data.VALIDATION_PHOTOS
-PixelValuesTransform = data.PixelValuesTransform
-default_image_datasets = data.default_image_datasets
-load_image_dataset = data.load_image_dataset
-with_pixel_values = data.with_pixel_values
+from hf_simvq.training.data import (
+    VALIDATION_PHOTOS,
+    PixelValuesTransform,
+    default_image_datasets,
+    load_image_dataset,
+    with_pixel_values,
+)
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +163,16 @@ def test_stream_crops_stay_distinct_across_dataloader_workers():
     crops = [batch["pixel_values"][0] for batch in loader]
     assert len(crops) == 4
     assert all(not torch.equal(crops[i], crops[j]) for i in range(4) for j in range(i + 1, 4))
+
+
+def test_load_image_split_serves_the_default_data_split_by_split():
+    from hf_simvq.training.data import default_image_split, load_image_split
+
+    both = default_image_datasets(resolution=16, num_train_images=6, num_validation_images=4, seed=0)
+    validation = load_image_split("validation", 16, 4)
+    assert validation["source"] == both["validation"]["source"]
+    pixels = [image.tobytes() for image in validation["image"]]
+    assert pixels == [image.tobytes() for image in both["validation"]["image"]]
+    assert default_image_split("train", 16, 6)["source"] == both["train"]["source"]
+    with pytest.raises(ValueError, match="splits \\['train', 'validation'\\], not 'test'"):
+        load_image_split("test", 16, 4)

@@ -2,7 +2,7 @@ import torch
 from conftest import tiny_config
 
 from hf_simvq import SimVQModel
-from hf_simvq.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
+from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
 
 
 def correlated_latents(num: int, dim: int, seed: int = 0) -> torch.Tensor:

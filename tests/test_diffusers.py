@@ -7,9 +7,9 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 from safetensors.torch import load_file
 from transformers import PreTrainedConfig
 
-from hf_simvq.configuration_simvq import SimVQConfig
-from hf_simvq.diffusers_simvq import MODEL_FIELDS, SimVQVQModel
-from hf_simvq.modeling_simvq import SimVQModel
+from hf_simvq.models.simvq.configuration_simvq import SimVQConfig
+from hf_simvq.models.simvq.diffusers_simvq import MODEL_FIELDS, SimVQVQModel
+from hf_simvq.models.simvq.modeling_simvq import SimVQModel
 
 TINY = {
     "image_size": 32,

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from hf_simvq import SimVQModel
 from hf_simvq.evaluation import evaluate_tokenizer
-from hf_simvq.metrics import load_metric
+from hf_simvq.evaluation.metrics import load_metric
 
 TESTS_DIR = Path(__file__).parent
 REPO_DIR = TESTS_DIR.parent
@@ -94,7 +94,8 @@ def test_cli_writes_the_results_of_the_python_api(model_dir, tmp_path):
             tmp_path / "images" / f"{index}.png"
         )
     output_file = tmp_path / "eval_results.json"
-    command = [sys.executable, str(REPO_DIR / "training" / "evaluate.py"), "--model_name_or_path", str(model_dir)]
+    script = REPO_DIR / "training" / "evaluate_tokenizer.py"
+    command = [sys.executable, str(script), "--model_name_or_path", str(model_dir)]
     command += ["--train_data_dir", str(tmp_path / "images"), "--split", "train", "--batch_size", "4"]
     command += ["--metrics", "codebook_usage", "psnr", "--output_file", str(output_file)]
     _run(command, tmp_path)

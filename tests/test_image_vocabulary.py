@@ -6,8 +6,8 @@ from conftest import tiny_config, word_level_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_simvq import SimVQModel
-from hf_simvq.image_vocabulary import SimVQImageVocabulary
-from hf_simvq.language_model import ImageSpanLogitsProcessor, extend_language_model
+from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
+from hf_simvq.lm.language_model import ImageSpanLogitsProcessor, extend_language_model
 
 CAPTIONS = ["a photo of an astronaut", "a cat on a sofa", "coffee in a cup", "a rocket at night"]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_simvq.lpips import (
+from hf_simvq.evaluation.lpips_network import (
     LPIPS_CHANNELS,
     LPIPS_SCALE,
     LPIPS_SHIFT,
@@ -14,7 +14,7 @@ from hf_simvq.lpips import (
     load_lpips,
     lpips_linear_weights_path,
 )
-from hf_simvq.metrics import load_metric
+from hf_simvq.evaluation.metrics import load_metric
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,22 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from hf_simvq.codebook_usage import codebook_usage, effective_rank, perplexity, token_histogram, utilization
-from hf_simvq.fid import (
+from hf_simvq.evaluation.codebook_statistics import (
+    codebook_usage,
+    effective_rank,
+    perplexity,
+    token_histogram,
+    utilization,
+)
+from hf_simvq.evaluation.image_quality import psnr, ssim
+from hf_simvq.evaluation.inception import (
     GaussianStatistics,
     InceptionFeatureExtractor,
     InceptionWeightsNotFoundError,
     frechet_distance,
     inception_weights_path,
 )
-from hf_simvq.image_quality import psnr, ssim
-from hf_simvq.metrics import load_metric, metric_path
+from hf_simvq.evaluation.metrics import load_metric, metric_path
 
 
 def test_token_histogram_counts_every_code_and_rejects_ids_outside_the_codebook():

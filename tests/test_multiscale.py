@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from hf_simvq import SimVQConfig, SimVQModel
-from hf_simvq.codebook_usage import token_histogram
-from hf_simvq.configuration_simvq import default_scales
-from hf_simvq.multiscale_quantization import shared_phi_assignment
+from hf_simvq.evaluation.codebook_statistics import scale_histograms, token_histogram
+from hf_simvq.models.simvq.configuration_simvq import default_scales
+from hf_simvq.models.simvq.multiscale_quantization import shared_phi_assignment
 
 VAR_SCALES = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
 
@@ -150,7 +150,7 @@ def test_indices_to_image_round_trip_equals_the_reconstruction(multiscale_model,
 def test_per_scale_histograms_count_each_scale_separately(multiscale_model, images):
     with torch.no_grad():
         tokens = multiscale_model.encode(images).image_tokens
-    histograms = multiscale_model.quantize.scale_histograms(tokens)
+    histograms = scale_histograms(multiscale_model.quantize, tokens)
     scales = multiscale_model.config.scales
     assert histograms.shape == (len(scales), multiscale_model.config.codebook_size)
     assert histograms.sum(dim=1).tolist() == [2 * side * side for side in scales]

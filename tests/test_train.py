@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
-from hf_simvq.lpips import build_vgg16_features
+from hf_simvq.evaluation.lpips_network import build_vgg16_features
 
 TRAIN_SCRIPT = Path(__file__).parents[1] / "training" / "train.py"
 TINY_RUN = [
@@ -206,7 +206,7 @@ Accelerator.end_training = end_training_after_every_ddp_wrapper
 """
 # Under several processes accelerate's `set_epoch` reaches only the sampler: train.py must tell the dataset itself.
 RECORD_CROP_EPOCHS = """
-import data
+from hf_simvq.training import data
 
 set_epoch = data.TransformedImageDataset.set_epoch
 

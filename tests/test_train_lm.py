@@ -10,7 +10,7 @@ from conftest import tiny_config
 from transformers import LlamaForCausalLM
 
 from hf_simvq import SimVQImageProcessor, SimVQModel
-from hf_simvq.image_vocabulary import SimVQImageVocabulary
+from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "train_lm.py"
 

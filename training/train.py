@@ -16,34 +16,38 @@ import logging
 import math
 import traceback
 from collections import deque
-from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
 import matplotlib
 import PIL.Image
 import torch
-import torch.nn.functional as F
-import yaml
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
-from data import default_image_datasets, load_image_dataset, with_pixel_values
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from discriminator import PatchDiscriminator, generator_loss, hinge_discriminator_loss
 from huggingface_hub import create_repo, upload_folder
-from process_group import end_training
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel
-from hf_simvq.codebook_usage import codebook_usage, effective_rank, token_histogram
-from hf_simvq.configuration_simvq import QUANTIZER_TYPES
-from hf_simvq.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
 from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
-from hf_simvq.lpips import LPIPSWeightsNotFoundError, load_lpips
+from hf_simvq.evaluation.codebook_statistics import codebook_usage, effective_rank, token_histogram
 from hf_simvq.model_card import build_model_card
+from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
+from hf_simvq.training.data import load_image_split, with_pixel_values
+from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
+from hf_simvq.training.discriminator import PatchDiscriminator, hinge_discriminator_loss
+from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
+from hf_simvq.training.options import (
+    add_config_arguments,
+    add_data_arguments,
+    config_from_args,
+    data_source,
+    load_preset,
+)
+from hf_simvq.training.process_group import end_training
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
@@ -51,12 +55,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 logger = get_logger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = "cpu-small"
-COMPLETE_MARKER = "training_progress.json"
 GRID_MIN_WIDTH = 1024
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be resumed from: damaged, incomplete, or written by a different training setup."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,14 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Preset: a name in training/configs (cpu-small, imagenet128-simvq-65k, imagenet128-simvq-262k) or a "
         "YAML path. Options given on the command line override it.",
     )
-    # Data
-    parser.add_argument("--dataset_name", default=None, help="Hub dataset; default: crops of scikit-image's photos.")
-    parser.add_argument("--dataset_config_name", default=None)
-    parser.add_argument("--streaming", action="store_true", help="Stream the Hub dataset instead of downloading it.")
+    add_data_arguments(parser)
     parser.add_argument("--shuffle_buffer_size", type=int, default=10_000, help="With --streaming.")
-    parser.add_argument("--train_data_dir", default=None, help="A folder of images (datasets' imagefolder).")
-    parser.add_argument("--image_column", default="image")
-    parser.add_argument("--cache_dir", default=None)
     parser.add_argument("--resolution", type=int, default=32, help="Side of the square training images.")
     parser.add_argument("--validation_split", default="validation")
     parser.add_argument("--num_train_images", type=int, default=8192, help="Crops of the embedded data.")
@@ -86,15 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Random crops and flips for training, drawn from (--seed, epoch, example index): resumable exactly.",
     )
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
-    # Model
-    parser.add_argument("--quantizer_type", choices=QUANTIZER_TYPES, default="simvq")
-    parser.add_argument("--codebook_size", type=int, default=8192)
-    parser.add_argument("--embed_dim", type=int, default=64)
-    parser.add_argument("--base_channels", type=int, default=32)
-    parser.add_argument("--channel_multipliers", type=int, nargs="+", default=[1, 2, 2])
-    parser.add_argument("--num_res_blocks", type=int, default=1)
-    parser.add_argument("--norm_num_groups", type=int, default=8)
-    parser.add_argument("--commitment_beta", type=float, default=0.25)
+    add_config_arguments(parser, SimVQConfig)
     # Losses
     parser.add_argument("--reconstruction_loss", choices=["l1", "l2"], default="l1")
     parser.add_argument("--quantizer_loss_weight", type=float, default=1.0)
@@ -153,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hub_token", default=None)
 
     config_args, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**load_preset(config_args.config, parser))
+    parser.set_defaults(**load_preset(config_args.config, parser, CONFIG_DIR))
     args = parser.parse_args(argv)
     if args.dataset_name and args.train_data_dir:
         parser.error("Give --dataset_name or --train_data_dir, not both.")
@@ -164,166 +149,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_preset(name_or_path: str, parser: argparse.ArgumentParser) -> dict:
-    """The option values of a YAML preset, checked against the parser so a typo cannot pass silently."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-        parser.error(f"No preset {name_or_path!r}: give a YAML path or one of: {presets}.")
-    values = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(values) - set(vars(parser.parse_args([]))))
-    if unknown:
-        parser.error(f"{path} sets unknown options: {', '.join(unknown)}.")
-    return values
-
-
-@dataclass
-class TrainingProgress:
-    """Everything about the run that is not a tensor of a model or optimizer, checkpointed with them.
-
-    `setup` identifies the training setup; resuming from a checkpoint of a different one is refused, since its
-    weights would not mean what this run expects even where their shapes happen to fit.
-    """
-
-    setup: dict
-    quantizing: bool
-    global_step: int = 0
-    history: list[dict] = field(default_factory=list)
-
-    def state_dict(self) -> dict:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("setup") != self.setup:
-            raise CheckpointError(
-                f"The checkpoint was written by a different training setup: {state.get('setup')} "
-                f"instead of {self.setup}."
-            )
-        self.global_step = state["global_step"]
-        self.quantizing = state["quantizing"]
-        self.history = state["history"]
-
-
 def load_datasets(args: argparse.Namespace):
     """Train and validation datasets yielding `pixel_values`: the embedded photos unless a dataset is named.
 
     A named dataset without a `--validation_split` gives up `--num_validation_images` of its training images.
     """
-    if not (args.dataset_name or args.train_data_dir):
-        splits = default_image_datasets(
-            args.resolution, num_train_images=args.num_train_images, num_validation_images=args.num_validation_images
+    source = data_source(args)
+    train_dataset = load_image_split("train", args.resolution, args.num_train_images, **source)
+    try:
+        validation_dataset = load_image_split(
+            args.validation_split, args.resolution, args.num_validation_images, **source
         )
-        train_dataset, validation_dataset = splits["train"], splits["validation"]
-    else:
-        source = {
-            "dataset_name": args.dataset_name,
-            "dataset_config_name": args.dataset_config_name,
-            "train_data_dir": args.train_data_dir,
-            "image_column": args.image_column,
-            "streaming": args.streaming,
-            "resolution": args.resolution,
-            "cache_dir": args.cache_dir,
-        }
-        train_dataset = load_image_dataset(**source, split="train")
-        try:
-            validation_dataset = load_image_dataset(**source, split=args.validation_split)
-        except ValueError:
-            if args.streaming:
-                validation_dataset = train_dataset.take(args.num_validation_images)
-                train_dataset = train_dataset.skip(args.num_validation_images)
-            else:
-                held_out = train_dataset.train_test_split(test_size=args.num_validation_images, seed=0)
-                train_dataset, validation_dataset = held_out["train"], held_out["test"]
-            logger.warning(
-                f"No {args.validation_split!r} split: validating on {args.num_validation_images} held-out images."
-            )
+    except ValueError:
+        if args.streaming:
+            validation_dataset = train_dataset.take(args.num_validation_images)
+            train_dataset = train_dataset.skip(args.num_validation_images)
+        else:
+            held_out = train_dataset.train_test_split(test_size=args.num_validation_images, seed=0)
+            train_dataset, validation_dataset = held_out["train"], held_out["test"]
+        logger.warning(
+            f"No {args.validation_split!r} split: validating on {args.num_validation_images} held-out images."
+        )
     if args.streaming:
         train_dataset = train_dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
     return (
         with_pixel_values(train_dataset, args.resolution, args.image_column, args.random_crop, args.seed),
         with_pixel_values(validation_dataset, args.resolution, args.image_column, augment=False),
     )
-
-
-def load_perceptual_loss(args: argparse.Namespace):
-    """LPIPS-VGG when asked for and its real weights exist; otherwise a clear message and no perceptual loss."""
-    if args.perceptual_weight <= 0:
-        return None
-    try:
-        return load_lpips(vgg16_weights=args.vgg16_weights)
-    except LPIPSWeightsNotFoundError as error:
-        logger.warning(f"LPIPS perceptual loss is OFF: {error}", main_process_only=True)
-        args.perceptual_weight = 0.0
-        return None
-
-
-def checkpoint_number(path: Path) -> int:
-    return int(path.name.rsplit("_", 1)[-1])
-
-
-def save_checkpoint(accelerator: Accelerator, progress: "TrainingProgress") -> None:
-    """`save_state`, then a marker file: a run killed while saving leaves a folder without it, which resuming skips."""
-    checkpoint = Path(accelerator.save_state())
-    if accelerator.is_main_process:
-        (checkpoint / COMPLETE_MARKER).write_text(json.dumps({"global_step": progress.global_step}))
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint under `output_dir/checkpoints`, if any."""
-    checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint_*"), key=checkpoint_number, reverse=True)
-    for checkpoint in checkpoints:
-        if (checkpoint / COMPLETE_MARKER).is_file():
-            return checkpoint
-        logger.warning(f"Skipping {checkpoint}: it was never completed (the run stopped while saving it).")
-    return None
-
-
-def resume(accelerator: Accelerator, args: argparse.Namespace) -> None:
-    """Load `--resume_from_checkpoint` into every prepared and registered object, turning any failure into one clear
-    `CheckpointError`; `latest` with no checkpoint yet starts afresh."""
-    output_dir = Path(args.output_dir)
-    if args.resume_from_checkpoint == "latest":
-        checkpoint = latest_checkpoint(output_dir)
-        if checkpoint is None:
-            logger.info("No checkpoint in the output folder yet: starting a new run.")
-            return
-    else:
-        checkpoint = Path(args.resume_from_checkpoint)
-    if not checkpoint.is_dir():
-        raise CheckpointError(f"--resume_from_checkpoint {checkpoint} is not a folder.")
-    if not (checkpoint / COMPLETE_MARKER).is_file():
-        raise CheckpointError(
-            f"{checkpoint} is not a complete checkpoint of this script (no {COMPLETE_MARKER}): it was interrupted "
-            "while being saved, or written by something else."
-        )
-    try:
-        accelerator.load_state(str(checkpoint))
-    except CheckpointError:
-        raise
-    except Exception as error:
-        raise CheckpointError(
-            f"Cannot resume from {checkpoint}: it is damaged or was written by a different training setup "
-            f"({type(error).__name__}: {error})."
-        ) from error
-    # Number later checkpoints after every existing folder, complete or not, so no save collides with one.
-    existing = [checkpoint_number(path) for path in (output_dir / "checkpoints").glob("checkpoint_*")]
-    accelerator.project_configuration.iteration = max(existing, default=-1) + 1
-    logger.info(f"Resumed from {checkpoint}")
-
-
-@contextlib.contextmanager
-def frozen(module: torch.nn.Module):
-    """Let gradients pass through `module` to its inputs without touching (or DDP-syncing) its own parameters."""
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    for parameter in parameters:
-        parameter.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for parameter in parameters:
-            parameter.requires_grad_(True)
 
 
 @torch.no_grad()
@@ -499,21 +351,11 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     latent_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=False)
 
     # Model, discriminator, losses
-    config = SimVQConfig(
-        image_size=args.resolution,
-        base_channels=args.base_channels,
-        channel_multipliers=args.channel_multipliers,
-        num_res_blocks=args.num_res_blocks,
-        norm_num_groups=args.norm_num_groups,
-        embed_dim=args.embed_dim,
-        codebook_size=args.codebook_size,
-        quantizer_type=args.quantizer_type,
-        commitment_beta=args.commitment_beta,
-    )
+    config = config_from_args(args, SimVQConfig, image_size=args.resolution)
     model = SimVQModel(config)
     processor = SimVQImageProcessor.from_image_size(args.resolution)
     autoencoder = DeferredQuantizationAutoencoder(model)
-    perceptual_loss = load_perceptual_loss(args)
+    perceptual_loss = load_perceptual_loss(args.perceptual_weight, args.vgg16_weights)
     use_discriminator = args.discriminator_weight > 0
     discriminator = None
     if use_discriminator:
@@ -524,14 +366,15 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                 f"px; use a larger --resolution or fewer --discriminator_layers."
             )
 
+    learning_rate = args.learning_rate
     if args.scale_lr:
-        args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
     adam = {
         "betas": (args.adam_beta1, args.adam_beta2),
         "weight_decay": args.adam_weight_decay,
         "eps": args.adam_epsilon,
     }
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, **adam)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, **adam)
 
     # The dataloaders first: under several processes each one serves its process's shard, and an epoch is as many
     # steps as that shard has batches.
@@ -559,7 +402,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
 
     if use_discriminator:
         discriminator_optimizer = torch.optim.AdamW(
-            discriminator.parameters(), lr=args.discriminator_learning_rate or args.learning_rate, **adam
+            discriminator.parameters(), lr=args.discriminator_learning_rate or learning_rate, **adam
         )
         autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer = accelerator.prepare(
             autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer
@@ -568,6 +411,14 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         autoencoder, optimizer, lr_scheduler = accelerator.prepare(autoencoder, optimizer, lr_scheduler)
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)
+    objective = TokenizerLoss(
+        reconstruction_loss=args.reconstruction_loss,
+        quantizer_loss_weight=args.quantizer_loss_weight,
+        perceptual_loss=perceptual_loss,
+        perceptual_weight=args.perceptual_weight,
+        discriminator_weight=args.discriminator_weight,
+        generator_loss=args.generator_loss,
+    )
 
     ema = EMAModel(model.parameters(), decay=args.ema_decay)
     progress = TrainingProgress(
@@ -582,7 +433,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     )
     accelerator.register_for_checkpointing(ema, progress)
     if args.resume_from_checkpoint:
-        resume(accelerator, args)
+        resume(accelerator, args.resume_from_checkpoint, output_dir)
     ema.to(accelerator.device)
 
     if accelerator.is_main_process:
@@ -619,19 +470,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
             with accelerator.accumulate(autoencoder, *([discriminator] if use_discriminator else [])):
                 outputs = autoencoder(pixel_values, quantize=quantize)
                 reconstruction = outputs["reconstruction"]
-                if args.reconstruction_loss == "l1":
-                    reconstruction_loss = F.l1_loss(reconstruction.float(), pixel_values.float())
-                else:
-                    reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())
-                loss = reconstruction_loss + args.quantizer_loss_weight * outputs["quantization_loss"]
-                losses = {"reconstruction_loss": reconstruction_loss, "quantization_loss": outputs["quantization_loss"]}
-                if perceptual_loss is not None:
-                    losses["perceptual_loss"] = perceptual_loss(reconstruction.float(), pixel_values.float()).mean()
-                    loss = loss + args.perceptual_weight * losses["perceptual_loss"]
-                if use_gan:
-                    with frozen(accelerator.unwrap_model(discriminator)) as critic:
-                        losses["generator_loss"] = generator_loss(critic(reconstruction), args.generator_loss)
-                    loss = loss + args.discriminator_weight * losses["generator_loss"]
+                critic = accelerator.unwrap_model(discriminator) if use_gan else None
+                loss, losses = objective(reconstruction, pixel_values, outputs["quantization_loss"], critic)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(autoencoder.parameters(), args.max_grad_norm)

@@ -18,16 +18,16 @@ import matplotlib
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from data import default_image_datasets
-from process_group import end_training
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
-from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
 
 from hf_simvq import SimVQImageProcessor
-from hf_simvq.image_vocabulary import SimVQImageVocabulary
-from hf_simvq.language_model import ImageSpanLogitsProcessor, extend_language_model
+from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
+from hf_simvq.lm.language_model import ImageSpanLogitsProcessor, extend_language_model
+from hf_simvq.lm.word_level_tokenizer import word_level_tokenizer
+from hf_simvq.training.data import default_image_datasets
+from hf_simvq.training.process_group import end_training
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
@@ -53,16 +53,6 @@ def caption(source: str) -> str:
     """`"rocket@0.5"` → `"a photo of the rocket at scale 0.5"`."""
     photo, scale = source.split("@")
     return f"a photo of the {photo.replace('_', ' ')} at scale {scale}"
-
-
-def caption_tokenizer(captions: list[str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over the captions' words, trained here: the demo needs no downloaded tokenizer."""
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.train_from_iterator(captions, trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<s>", "</s>"]))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    )
 
 
 def prompt_ids(vocabulary: SimVQImageVocabulary, text: str) -> torch.LongTensor:
@@ -117,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     image_processor = SimVQImageProcessor.from_image_size(image_tokenizer.config.image_size)
     data = default_image_datasets(image_tokenizer.config.image_size, args.num_images, 1, seed=args.seed)["train"]
     captions = [caption(source) for source in data["source"]]
-    vocabulary = SimVQImageVocabulary.from_tokenizers(caption_tokenizer(captions), image_tokenizer, image_processor)
+    vocabulary = SimVQImageVocabulary.from_tokenizers(word_level_tokenizer(captions), image_tokenizer, image_processor)
     dataset = training_sequences(vocabulary, captions, list(data["image"]))
 
     config = LlamaConfig(

@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from data import PixelValuesTransform, default_image_datasets
-from process_group import end_training
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hf_simvq import SimVQModel
-from hf_simvq.codebook_usage import codebook_usage
+from hf_simvq.evaluation.codebook_statistics import codebook_usage, scale_histograms
+from hf_simvq.training.data import PixelValuesTransform, default_image_datasets
+from hf_simvq.training.process_group import end_training
 
 logger = get_logger(__name__)
 
@@ -147,7 +147,7 @@ def tokenize(tokenizer: SimVQModel, dataset, batch_size: int = 256) -> torch.Lon
 
 def per_scale_usage(tokenizer: SimVQModel, tokens: torch.LongTensor) -> list[dict[str, float]]:
     """Codebook usage statistics of every scale, coarse to fine."""
-    histograms = tokenizer.quantize.scale_histograms(tokens)
+    histograms = scale_histograms(tokenizer.quantize, tokens)
     return [
         {"scale": side, **codebook_usage(row)} for side, row in zip(tokenizer.config.scales, histograms, strict=True)
     ]

@@ -20,6 +20,17 @@ def token_histogram(image_tokens: torch.Tensor, codebook_size: int) -> torch.Lon
     return torch.bincount(tokens, minlength=codebook_size)
 
 
+def scale_histograms(quantizer, image_tokens: torch.LongTensor) -> torch.LongTensor:
+    """`(num_scales, K)` code counts of a multi-scale quantizer's concatenated ids `(B, L)`, one row per scale.
+
+    Counts rather than ratios, so windows and processes add up before any usage statistic is taken
+    (`codebook_usage(row)`); coarse scales have few tokens and use few codes by nature.
+    """
+    return torch.stack(
+        [token_histogram(ids, quantizer.codebook_size) for ids in quantizer.split_scales(image_tokens)]
+    )
+
+
 def _check_histogram(histogram: torch.Tensor) -> torch.Tensor:
     if histogram.ndim != 1 or histogram.numel() == 0:
         raise ValueError(f"Expected a 1-D histogram with one count per code, got shape {tuple(histogram.shape)}.")
@@ -77,4 +88,12 @@ def effective_rank(weight: torch.Tensor) -> float:
     return torch.exp(-(probabilities * probabilities.log()).sum()).item()
 
 
-__all__ = ["codebook_usage", "dead_codes", "effective_rank", "perplexity", "token_histogram", "utilization"]
+__all__ = [
+    "codebook_usage",
+    "dead_codes",
+    "effective_rank",
+    "perplexity",
+    "scale_histograms",
+    "token_histogram",
+    "utilization",
+]

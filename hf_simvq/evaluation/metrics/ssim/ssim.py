@@ -5,7 +5,7 @@ import evaluate
 import numpy as np
 import torch
 
-from hf_simvq.image_quality import ssim
+from hf_simvq.evaluation.image_quality import ssim
 
 _DESCRIPTION = """
 SSIM of Wang et al. (2004) with the standard Gaussian window (11×11, σ = 1.5), K1 = 0.01, K2 = 0.03, computed where

@@ -9,8 +9,8 @@ puts every code in the region the encoder actually uses, so more codes can win f
 import torch
 from torch import nn
 
-from .modeling_simvq import SimVQModel
-from .quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer, nearest_code_indices
+from ..models.simvq.modeling_simvq import SimVQModel
+from ..models.simvq.quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer, nearest_code_indices
 
 
 class DeferredQuantizationAutoencoder(nn.Module):

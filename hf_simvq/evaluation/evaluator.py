@@ -1,10 +1,11 @@
 """Evaluate a SimVQ tokenizer on a whole dataset: codebook usage, PSNR, SSIM, rFID and LPIPS, on 1 or N processes.
 
-The formulas are those of the `evaluate` modules in `hf_simvq/metrics` (they share the helpers used here), but the
-data is reduced as it streams: the modules keep every input in an Arrow table until `compute`, which for 50,000
-images of 128² would be tens of gigabytes. Here each batch leaves behind only a token histogram, per-image scores
-and feature sums. Under accelerate, every per-batch quantity goes through `gather_for_metrics` (which also drops
-the samples padded onto the last uneven batch), so N processes give the 1-process result on the same data.
+The formulas are those of the `evaluate` modules in `hf_simvq/evaluation/metrics` (they share the helpers used
+here), but the data is reduced as it streams: the modules keep every input in an Arrow table until `compute`, which
+for 50,000 images of 128² would be tens of gigabytes. Here each batch leaves behind only a token histogram,
+per-image scores and feature sums. Under accelerate, every per-batch quantity goes through `gather_for_metrics`
+(which also drops the samples padded onto the last uneven batch), so N processes give the 1-process result on the
+same data.
 """
 
 import logging
@@ -14,10 +15,10 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from .codebook_usage import codebook_usage, token_histogram
-from .fid import GaussianStatistics, InceptionFeatureExtractor, InceptionWeightsNotFoundError, frechet_distance
+from .codebook_statistics import codebook_usage, token_histogram
 from .image_quality import psnr, ssim
-from .lpips import LPIPSWeightsNotFoundError, load_lpips
+from .inception import GaussianStatistics, InceptionFeatureExtractor, InceptionWeightsNotFoundError, frechet_distance
+from .lpips_network import LPIPSWeightsNotFoundError, load_lpips
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import evaluate
 import numpy as np
 import torch
 
-from hf_simvq.fid import GaussianStatistics, InceptionFeatureExtractor, frechet_distance
+from hf_simvq.evaluation.inception import GaussianStatistics, InceptionFeatureExtractor, frechet_distance
 
 _DESCRIPTION = """
 rFID fits a Gaussian to the InceptionV3 pool3 features (2048-d, the TF-2015 network of every published FID) of the

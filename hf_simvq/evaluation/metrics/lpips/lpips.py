@@ -5,7 +5,7 @@ import evaluate
 import numpy as np
 import torch
 
-from hf_simvq.lpips import load_lpips
+from hf_simvq.evaluation.lpips_network import load_lpips
 
 _DESCRIPTION = """
 LPIPS (Zhang et al., 2018) with the VGG16 backbone and the v0.1 linear heads. The heads ship in the `lpips` /

@@ -15,8 +15,7 @@ from torch import nn
 
 from .autoencoder import build_decoder, build_encoder
 from .configuration_simvq import SimVQConfig
-from .modeling_simvq import SimVQModel, check_pixel_values
-from .quantization import build_quantizer
+from .modeling_simvq import SimVQModel, build_quantizer, check_pixel_values
 
 MODEL_FIELDS = (
     "image_size",

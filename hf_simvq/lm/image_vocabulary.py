@@ -20,8 +20,8 @@ import PIL.Image
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from .image_processing_simvq import SimVQImageProcessor
-from .modeling_simvq import SimVQModel
+from ..models.simvq.image_processing_simvq import SimVQImageProcessor
+from ..models.simvq.modeling_simvq import SimVQModel
 
 VOCABULARY_FILE = "image_vocabulary.json"
 IMAGE_TOKENIZER_FOLDER = "image_tokenizer"

@@ -74,6 +74,33 @@ def _random_crops(
     return {"image": images, "source": sources}
 
 
+DEFAULT_SPLITS = {"train": TRAIN_PHOTOS, "validation": VALIDATION_PHOTOS}
+
+
+def default_image_split(
+    split: str, resolution: int = 32, num_images: int = 2048, scales: tuple[float, ...] = DEFAULT_SCALES, seed: int = 0
+) -> datasets.Dataset:
+    """One split of the embedded default data: `num_images` crops of `resolution`² from that split's photos.
+
+    Columns: `image` (PIL RGB) and `source` (`"<photo>@<scale>"`). Crops are taken from the photos at full size
+    and downscaled by each of `scales`, so one split mixes fine texture and whole-object views. Training and
+    validation use disjoint photos (a fixed split) and different random streams of `seed`; the result depends only
+    on the arguments.
+    """
+    if split not in DEFAULT_SPLITS:
+        raise ValueError(f"The embedded default data has the splits {sorted(DEFAULT_SPLITS)}, not {split!r}.")
+    if resolution <= 0 or num_images <= 0:
+        raise ValueError(f"resolution and the number of images must be positive, got {resolution} and {num_images}.")
+    if not scales or any(not 0 < scale <= 1 for scale in scales):
+        raise ValueError(f"scales must be downscaling factors in (0, 1], got {scales}.")
+    stream = np.random.SeedSequence(seed).spawn(len(DEFAULT_SPLITS))[list(DEFAULT_SPLITS).index(split)]
+    columns = _random_crops(
+        _installed_photos(DEFAULT_SPLITS[split]), num_images, resolution, scales, stream.generate_state(1)[0]
+    )
+    features = datasets.Features({"image": datasets.Image(), "source": datasets.Value("string")})
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
 def default_image_datasets(
     resolution: int = 32,
     num_train_images: int = 8192,
@@ -81,36 +108,32 @@ def default_image_datasets(
     scales: tuple[float, ...] = DEFAULT_SCALES,
     seed: int = 0,
 ) -> datasets.DatasetDict:
-    """The embedded default data: `train` and `validation` splits of `resolution`² crops of bundled photos.
-
-    Columns: `image` (PIL RGB) and `source` (`"<photo>@<scale>"`). Crops are taken from the photos at full size
-    and downscaled by each of `scales`, so one split mixes fine texture and whole-object views. Training and
-    validation use disjoint photos (a fixed split) and different random streams; the result depends only on the
-    arguments. The defaults give 2048 × (32/8)² = 32,768 validation tokens for an 8× downsampling tokenizer.
-    """
-    if resolution <= 0 or num_train_images <= 0 or num_validation_images <= 0:
-        raise ValueError(
-            f"resolution, num_train_images and num_validation_images must be positive, got {resolution}, "
-            f"{num_train_images} and {num_validation_images}."
-        )
-    if not scales or any(not 0 < scale <= 1 for scale in scales):
-        raise ValueError(f"scales must be downscaling factors in (0, 1], got {scales}.")
-    features = datasets.Features({"image": datasets.Image(), "source": datasets.Value("string")})
-    train_stream, validation_stream = np.random.SeedSequence(seed).spawn(2)
-    splits = {
-        "train": _random_crops(
-            _installed_photos(TRAIN_PHOTOS), num_train_images, resolution, scales, train_stream.generate_state(1)[0]
-        ),
-        "validation": _random_crops(
-            _installed_photos(VALIDATION_PHOTOS),
-            num_validation_images,
-            resolution,
-            scales,
-            validation_stream.generate_state(1)[0],
-        ),
-    }
+    """Both splits of the embedded default data (see `default_image_split`). The defaults give
+    2048 × (32/8)² = 32,768 validation tokens for an 8× downsampling tokenizer."""
+    counts = {"train": num_train_images, "validation": num_validation_images}
     return datasets.DatasetDict(
-        {name: datasets.Dataset.from_dict(columns, features=features) for name, columns in splits.items()}
+        {split: default_image_split(split, resolution, counts[split], scales, seed) for split in DEFAULT_SPLITS}
+    )
+
+
+def load_image_split(
+    split: str,
+    resolution: int,
+    num_default_images: int,
+    dataset_name: str | None = None,
+    train_data_dir: str | None = None,
+    **source,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """One split of the named dataset or image folder, or of the embedded default data when neither is given.
+
+    The one place where the scripts choose their data: `source` holds the other keywords of `load_image_dataset`
+    (`dataset_config_name`, `image_column`, `streaming`, `cache_dir`); the default data makes `num_default_images`
+    crops for the split.
+    """
+    if dataset_name is None and train_data_dir is None:
+        return default_image_split(split, resolution, num_default_images)
+    return load_image_dataset(
+        dataset_name=dataset_name, train_data_dir=train_data_dir, split=split, resolution=resolution, **source
     )
 
 
@@ -298,6 +321,8 @@ __all__ = [
     "TransformedImageDataset",
     "check_image_size",
     "default_image_datasets",
+    "default_image_split",
     "load_image_dataset",
+    "load_image_split",
     "with_pixel_values",
 ]

@@ -254,27 +254,3 @@ class VQQuantizer(VectorQuantizer):
 
     def lookup(self, indices: torch.LongTensor) -> torch.Tensor:
         return self.embedding(indices)
-
-
-def build_quantizer(config) -> VectorQuantizer:
-    """The quantizer named by `config.quantizer_type`, sized by the config."""
-    common = {
-        "codebook_size": config.codebook_size,
-        "embed_dim": config.embed_dim,
-        "commitment_beta": config.commitment_beta,
-        "codebook_init_std": config.codebook_init_std,
-    }
-    if config.quantizer_type == "simvq":
-        return SimVQQuantizer(**common, projection_bias=config.projection_bias)
-    if config.quantizer_type == "multiscale_simvq":
-        # Imported here: the multi-scale quantizer builds on SimVQQuantizer, so a module-level import would be circular.
-        from .multiscale_quantization import MultiScaleSimVQQuantizer
-
-        return MultiScaleSimVQQuantizer(
-            **common,
-            scales=config.scales,
-            projection_bias=config.projection_bias,
-            quant_resi=config.quant_resi,
-            num_shared_phi=config.num_shared_phi,
-        )
-    return VQQuantizer(**common)

@@ -5,7 +5,7 @@ import evaluate
 import numpy as np
 import torch
 
-from hf_simvq.image_quality import psnr
+from hf_simvq.evaluation.image_quality import psnr
 
 _DESCRIPTION = """
 PSNR = 10·log10(data_range² / MSE) in dB, computed per image and averaged over the set (the convention of image
@@ -20,7 +20,7 @@ Args:
 Returns:
     psnr (`float`): mean PSNR over the images, in dB.
 Examples:
-    >>> metric = evaluate.load("hf_simvq/metrics/psnr")
+    >>> metric = evaluate.load("hf_simvq/evaluation/metrics/psnr")
     >>> round(metric.compute(predictions=[np.full((3, 8, 8), 0.6)], references=[np.full((3, 8, 8), 0.5)])["psnr"], 3)
     20.0
 """

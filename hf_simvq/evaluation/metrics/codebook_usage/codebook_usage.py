@@ -4,7 +4,7 @@ import datasets
 import evaluate
 import torch
 
-from hf_simvq.codebook_usage import codebook_usage, token_histogram
+from hf_simvq.evaluation.codebook_statistics import codebook_usage, token_histogram
 
 _DESCRIPTION = """
 Codebook utilization is the fraction of the `codebook_size` codes used at least once over the whole set (the SimVQ
@@ -22,7 +22,7 @@ Returns:
     perplexity (`float`): exp(entropy) of the code frequencies, in [1, K].
     used_codes (`int`), dead_codes (`int`): codes used at least once / never.
 Examples:
-    >>> metric = evaluate.load("hf_simvq/metrics/codebook_usage")
+    >>> metric = evaluate.load("hf_simvq/evaluation/metrics/codebook_usage")
     >>> metric.compute(predictions=[[0, 1], [1, 1]], codebook_size=4)["utilization"]
     0.5
 """

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codebook_usage import token_histogram
 from .quantization import QuantizerOutput, SimVQQuantizer, nearest_code_indices
 
 
@@ -226,14 +225,6 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
         if si == SN - 1:
             return f_hat, f_hat
         return f_hat, self.downsample(f_hat, self.scales[si + 1])
-
-    def scale_histograms(self, image_tokens: torch.LongTensor) -> torch.LongTensor:
-        """`(num_scales, K)` code counts of concatenated ids `(B, L)`, one row per scale.
-
-        Counts rather than ratios, so windows and processes add up before any usage statistic is taken
-        (`hf_simvq.codebook_usage.codebook_usage(row)`); coarse scales have few tokens and use few codes by nature.
-        """
-        return torch.stack([token_histogram(ids, self.codebook_size) for ids in self.split_scales(image_tokens)])
 
     def forward(self, latents: torch.Tensor) -> MultiScaleQuantizerOutput:
         if latents.ndim != 4 or latents.shape[1:] != (self.embed_dim, self.latent_size, self.latent_size):

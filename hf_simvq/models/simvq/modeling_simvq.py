@@ -12,7 +12,7 @@ from transformers.utils import ModelOutput
 from .autoencoder import build_decoder, build_encoder
 from .configuration_simvq import SimVQConfig
 from .multiscale_quantization import MultiScaleSimVQQuantizer
-from .quantization import SimVQQuantizer, VQQuantizer, build_quantizer
+from .quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer
 
 
 @dataclass
@@ -67,6 +67,27 @@ def check_pixel_values(pixel_values: torch.Tensor, config: SimVQConfig) -> None:
             f"Image height and width must be multiples of {factor} (the downsampling factor), got "
             f"{tuple(pixel_values.shape[2:])}. Resize or crop, e.g. with SimVQImageProcessor."
         )
+
+
+def build_quantizer(config) -> VectorQuantizer:
+    """The quantizer named by `config.quantizer_type`, sized by the config."""
+    common = {
+        "codebook_size": config.codebook_size,
+        "embed_dim": config.embed_dim,
+        "commitment_beta": config.commitment_beta,
+        "codebook_init_std": config.codebook_init_std,
+    }
+    if config.quantizer_type == "simvq":
+        return SimVQQuantizer(**common, projection_bias=config.projection_bias)
+    if config.quantizer_type == "multiscale_simvq":
+        return MultiScaleSimVQQuantizer(
+            **common,
+            scales=config.scales,
+            projection_bias=config.projection_bias,
+            quant_resi=config.quant_resi,
+            num_shared_phi=config.num_shared_phi,
+        )
+    return VQQuantizer(**common)
 
 
 class SimVQPreTrainedModel(PreTrainedModel):
@@ -193,4 +214,4 @@ class SimVQModel(SimVQPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-__all__ = ["SimVQModel", "SimVQPreTrainedModel", "SimVQEncoderOutput", "SimVQModelOutput"]
+__all__ = ["build_quantizer", "SimVQModel", "SimVQPreTrainedModel", "SimVQEncoderOutput", "SimVQModelOutput"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .package_files import installed_package_file
+from ..package_files import installed_package_file
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 # torchvision's VGG16 `features` up to relu5_3 ("M" is a 2×2 max-pool); indices match its state-dict keys.
