@@ -10,7 +10,6 @@ reconstruction grid and a plot of the training curves and codebook usage.
 """
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -19,8 +18,6 @@ from collections import deque
 from itertools import islice
 from pathlib import Path
 
-import matplotlib
-import PIL.Image
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
@@ -33,12 +30,12 @@ from tqdm.auto import tqdm
 
 from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel
 from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
-from hf_simvq.evaluation.codebook_statistics import codebook_usage, effective_rank, token_histogram
 from hf_simvq.model_card import build_model_card
 from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
 from hf_simvq.training.data import load_image_split, with_pixel_values
 from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
 from hf_simvq.training.discriminator import PatchDiscriminator, hinge_discriminator_loss
+from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
 from hf_simvq.training.options import (
     add_config_arguments,
@@ -48,14 +45,11 @@ from hf_simvq.training.options import (
     load_preset,
 )
 from hf_simvq.training.process_group import end_training
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
+from hf_simvq.training.reporting import codebook_health, plot_training_curves, save_reconstruction_grid
 
 logger = get_logger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = "cpu-small"
-GRID_MIN_WIDTH = 1024
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -188,67 +182,6 @@ def encoder_latents(accelerator: Accelerator, model: SimVQModel, dataloader: Dat
         batch_latents = model.encoder(batch["pixel_values"])
         latents.append(accelerator.gather(batch_latents.permute(0, 2, 3, 1).reshape(-1, batch_latents.shape[1])))
     return torch.cat(latents).float()
-
-
-def codebook_health(model: SimVQModel, token_window: deque) -> dict[str, float]:
-    """Usage statistics of the tokens of the last steps, and the effective rank of SimVQ's `W` (VQ: the codebook)."""
-    histogram = sum(token_histogram(tokens, model.config.codebook_size) for tokens in token_window)
-    health = {f"train/{name}": value for name, value in codebook_usage(histogram).items()}
-    health["train/window_tokens"] = int(histogram.sum())  # from every process: the window holds gathered tokens
-    quantizer = model.quantize
-    matrix = quantizer.embedding.weight if model.config.quantizer_type == "vq" else quantizer.projection.weight
-    health["train/effective_rank"] = effective_rank(matrix)
-    return health
-
-
-def save_reconstruction_grid(
-    model: SimVQModel, processor: SimVQImageProcessor, pixel_values: torch.Tensor, path: Path
-) -> None:
-    """Originals in the top row, their reconstructions below; small images are enlarged (nearest) to be seen."""
-    with torch.no_grad():
-        reconstructions = model(pixel_values).reconstruction
-    rows = [torch.cat(list(images), dim=-1) for images in (pixel_values, reconstructions)]
-    grid = processor.postprocess(torch.cat(rows, dim=-2))[0]
-    scale = max(1, GRID_MIN_WIDTH // grid.width)
-    grid.resize((grid.width * scale, grid.height * scale), PIL.Image.Resampling.NEAREST).save(path)
-
-
-def plot_training_curves(history: list[dict], path: Path) -> None:
-    """Losses, validation PSNR and the codebook health over training, one panel each."""
-    panels = [
-        ("Training losses", ["train/reconstruction_loss", "train/quantization_loss", "train/generator_loss"], True),
-        ("Validation PSNR (EMA weights, dB)", ["validation/psnr"], False),
-        ("Codebook utilization (training window)", ["train/utilization"], False),
-        ("Perplexity / dead codes", ["train/perplexity", "train/dead_codes"], False),
-        ("Effective rank of W", ["train/effective_rank"], False),
-        ("Validation utilization", ["validation/utilization"], False),
-    ]
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8))
-    for axis, (title, keys, log_scale) in zip(axes.flat, panels, strict=True):
-        for key in keys:
-            points = [(entry["step"], entry[key]) for entry in history if key in entry]
-            if points:
-                axis.plot(*zip(*points, strict=True), marker=".", label=key.split("/")[-1])
-        axis.set_title(title)
-        axis.set_xlabel("step")
-        if log_scale and axis.lines:
-            axis.set_yscale("log")
-        if axis.lines:
-            axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-@contextlib.contextmanager
-def ema_weights(ema: EMAModel, model: SimVQModel):
-    """Swap the EMA weights into `model` for the duration of the block, then put the training weights back."""
-    ema.store(model.parameters())
-    ema.copy_to(model.parameters())
-    try:
-        yield model
-    finally:
-        ema.restore(model.parameters())
 
 
 def start_quantizing(
