@@ -33,7 +33,7 @@ from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
 from hf_simvq.model_card import build_model_card
 from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
 from hf_simvq.training.data import load_image_split, with_pixel_values
-from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, initialize_codebook_from_latents
+from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, start_quantizing
 from hf_simvq.training.discriminator import PatchDiscriminator, hinge_discriminator_loss
 from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
@@ -170,36 +170,6 @@ def load_datasets(args: argparse.Namespace):
         with_pixel_values(train_dataset, args.resolution, args.image_column, args.random_crop, args.seed),
         with_pixel_values(validation_dataset, args.resolution, args.image_column, augment=False),
     )
-
-
-@torch.no_grad()
-def encoder_latents(accelerator: Accelerator, model: SimVQModel, dataloader: DataLoader, num_batches: int):
-    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process."""
-    latents = []
-    for batch_index, batch in enumerate(dataloader):
-        if batch_index == num_batches:
-            break
-        batch_latents = model.encoder(batch["pixel_values"])
-        latents.append(accelerator.gather(batch_latents.permute(0, 2, 3, 1).reshape(-1, batch_latents.shape[1])))
-    return torch.cat(latents).float()
-
-
-def start_quantizing(
-    accelerator: Accelerator, model: SimVQModel, ema: EMAModel, latent_dataloader: DataLoader, args
-) -> None:
-    """End of the unquantized phase: put the codebook where the encoder's latents are, and restart the EMA there.
-
-    Every process computes the same initialisation from the same gathered latents (k-means is seeded), so the
-    replicas stay identical without a broadcast.
-    """
-    latents = encoder_latents(accelerator, model, latent_dataloader, args.deferred_init_batches)
-    generator = torch.Generator(device=latents.device).manual_seed(args.seed)
-    initialize_codebook_from_latents(model.quantize, latents, generator=generator)
-    # The averaged weights before the switch belong to a model without a working codebook.
-    for shadow, parameter in zip(ema.shadow_params, model.parameters(), strict=True):
-        shadow.copy_(parameter.detach())
-    ema.optimization_step = 0
-    logger.info(f"Step {args.deferred_quantization_steps}: codebook initialised from {len(latents)} latents.")
 
 
 def finish_run(args, model, processor, validation_dataset, history, results, output_dir: Path) -> None:
@@ -395,7 +365,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         for batch in epoch_dataloader:
             quantize = progress.global_step >= args.deferred_quantization_steps
             if quantize and not progress.quantizing:
-                start_quantizing(accelerator, model, ema, latent_dataloader, args)
+                start_quantizing(accelerator, model, ema, latent_dataloader, args.deferred_init_batches, args.seed)
                 progress.quantizing = True
             use_gan = use_discriminator and progress.global_step >= args.discriminator_start_step
             pixel_values = batch["pixel_values"]

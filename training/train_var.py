@@ -98,14 +98,14 @@ class NextScaleTransformer(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, tokenizer: SimVQModel, class_labels: torch.LongTensor, top_k: int, temperature: float, generator
+        self, image_tokenizer: SimVQModel, class_labels: torch.LongTensor, top_k: int, temperature: float, generator
     ) -> list[torch.LongTensor]:
-        """Sample every scale's ids, coarse to fine, through the tokenizer's `get_next_autoregressive_input`.
+        """Sample every scale's ids, coarse to fine, through the image tokenizer's `get_next_autoregressive_input`.
 
         The whole prefix is recomputed at each scale (no key/value cache): at this size that costs less than it
         would take to explain.
         """
-        batch, embed_dim, num_scales = class_labels.shape[0], tokenizer.config.embed_dim, len(self.scales)
+        batch, embed_dim, num_scales = class_labels.shape[0], image_tokenizer.config.embed_dim, len(self.scales)
         latent = self.scales[-1]
         f_hat = torch.zeros(batch, embed_dim, latent, latent, device=class_labels.device)
         var_input = f_hat.new_zeros(batch, 0, embed_dim)
@@ -118,8 +118,8 @@ class NextScaleTransformer(nn.Module):
             probabilities = logits.softmax(dim=-1).flatten(0, 1)
             ids = torch.multinomial(probabilities, 1, generator=generator).view(batch, side * side)
             scale_indices.append(ids)
-            codes = tokenizer.quantize.embedding(ids).transpose(1, 2).reshape(batch, embed_dim, side, side)
-            f_hat, next_input = tokenizer.get_next_autoregressive_input(si, num_scales, f_hat, codes)
+            codes = image_tokenizer.quantize.embedding(ids).transpose(1, 2).reshape(batch, embed_dim, side, side)
+            f_hat, next_input = image_tokenizer.get_next_autoregressive_input(si, num_scales, f_hat, codes)
             if si < num_scales - 1:
                 var_input = torch.cat([var_input, next_input.flatten(2).transpose(1, 2)], dim=1)
         return scale_indices
@@ -135,21 +135,22 @@ def photo_labels(sources: list[str] | None, num_images: int) -> tuple[torch.Long
 
 
 @torch.no_grad()
-def tokenize(tokenizer: SimVQModel, dataset, batch_size: int = 256) -> torch.LongTensor:
-    """All images of `dataset` → concatenated multi-scale ids `(N, L)`, once: the tokenizer is frozen."""
-    transform = PixelValuesTransform(tokenizer.config.image_size)
+def tokenize(image_tokenizer: SimVQModel, dataset, batch_size: int = 256) -> torch.LongTensor:
+    """All images of `dataset` → concatenated multi-scale ids `(N, L)`, once: the image tokenizer is frozen."""
+    transform = PixelValuesTransform(image_tokenizer.config.image_size)
     tokens = []
     for start in range(0, len(dataset), batch_size):
         pixel_values = transform(dataset[start : start + batch_size])["pixel_values"]
-        tokens.append(torch.cat(tokenizer.img_to_idxBl(pixel_values.to(tokenizer.device)), dim=1).cpu())
+        tokens.append(torch.cat(image_tokenizer.img_to_idxBl(pixel_values.to(image_tokenizer.device)), dim=1).cpu())
     return torch.cat(tokens)
 
 
-def per_scale_usage(tokenizer: SimVQModel, tokens: torch.LongTensor) -> list[dict[str, float]]:
+def per_scale_usage(image_tokenizer: SimVQModel, tokens: torch.LongTensor) -> list[dict[str, float]]:
     """Codebook usage statistics of every scale, coarse to fine."""
-    histograms = scale_histograms(tokenizer.quantize, tokens)
+    histograms = scale_histograms(image_tokenizer.quantize, tokens)
     return [
-        {"scale": side, **codebook_usage(row)} for side, row in zip(tokenizer.config.scales, histograms, strict=True)
+        {"scale": side, **codebook_usage(row)}
+        for side, row in zip(image_tokenizer.config.scales, histograms, strict=True)
     ]
 
 
@@ -168,20 +169,23 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = SimVQModel.from_pretrained(args.tokenizer).to(accelerator.device).eval().requires_grad_(False)
-    if tokenizer.config.quantizer_type != "multiscale_simvq":
+    image_tokenizer = SimVQModel.from_pretrained(args.tokenizer).to(accelerator.device).eval().requires_grad_(False)
+    if image_tokenizer.config.quantizer_type != "multiscale_simvq":
         raise ValueError(
             f"--tokenizer must be a multiscale_simvq tokenizer, got quantizer_type="
-            f"{tokenizer.config.quantizer_type!r}; train one with training/train.py --quantizer_type multiscale_simvq."
+            f"{image_tokenizer.config.quantizer_type!r}; train one with training/train.py --quantizer_type "
+            "multiscale_simvq."
         )
-    scales, codebook_size = tokenizer.config.scales, tokenizer.config.codebook_size
+    scales, codebook_size = image_tokenizer.config.scales, image_tokenizer.config.codebook_size
 
-    train_images = default_image_datasets(tokenizer.config.image_size, num_train_images=args.num_train_images)["train"]
+    train_images = default_image_datasets(image_tokenizer.config.image_size, num_train_images=args.num_train_images)[
+        "train"
+    ]
     labels, class_names = photo_labels(train_images["source"], len(train_images))
-    tokens = tokenize(tokenizer, train_images)
+    tokens = tokenize(image_tokenizer, train_images)
     logger.info(f"Tokenized {len(tokens)} images into {tokens.shape[1]} tokens each over scales {scales}.")
 
-    transformer = NextScaleTransformer(scales, codebook_size, tokenizer.config.embed_dim, len(class_names), args)
+    transformer = NextScaleTransformer(scales, codebook_size, image_tokenizer.config.embed_dim, len(class_names), args)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.learning_rate, weight_decay=0.01)
     dataloader = DataLoader(TensorDataset(tokens, labels), batch_size=args.train_batch_size, shuffle=True)
     transformer, optimizer, dataloader = accelerator.prepare(transformer, optimizer, dataloader)
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     while step < args.max_train_steps:
         for batch_tokens, batch_labels in dataloader:
             with torch.no_grad():
-                var_input = tokenizer.idxBl_to_var_input(list(batch_tokens.split(scale_sizes, dim=1)))
+                var_input = image_tokenizer.idxBl_to_var_input(list(batch_tokens.split(scale_sizes, dim=1)))
             logits = transformer(batch_labels, var_input)
             token_losses = F.cross_entropy(logits.flatten(0, 1), batch_tokens.flatten(), reduction="none")
             loss = token_losses.mean()
@@ -215,17 +219,17 @@ def main(argv: list[str] | None = None) -> dict:
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed)
     class_labels = torch.arange(len(class_names), device=accelerator.device).repeat_interleave(args.samples_per_class)
     transformer = accelerator.unwrap_model(transformer).eval()
-    samples = transformer.generate(tokenizer, class_labels, args.top_k, args.temperature, generator)
+    samples = transformer.generate(image_tokenizer, class_labels, args.top_k, args.temperature, generator)
     with torch.no_grad():
-        images = tokenizer.idxBl_to_img(samples, same_shape=True, last_one=True)
+        images = image_tokenizer.idxBl_to_img(samples, same_shape=True, last_one=True)
     metrics = {
         # Averaged over the last logging window (all tokens, and per scale).
         "final_loss": window_loss,
         "per_scale_loss": dict(zip(map(str, scales), scale_losses.tolist(), strict=True)),
         "uniform_loss": float(np.log(codebook_size)),
         "classes": class_names,
-        "data_per_scale_usage": per_scale_usage(tokenizer, tokens),
-        "sample_per_scale_usage": per_scale_usage(tokenizer, torch.cat(samples, dim=1).cpu()),
+        "data_per_scale_usage": per_scale_usage(image_tokenizer, tokens),
+        "sample_per_scale_usage": per_scale_usage(image_tokenizer, torch.cat(samples, dim=1).cpu()),
     }
     if accelerator.is_main_process:
         save_image_grid(images, args.samples_per_class, output_dir / "samples.png")

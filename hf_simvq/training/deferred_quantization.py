@@ -7,10 +7,16 @@ puts every code in the region the encoder actually uses, so more codes can win f
 """
 
 import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from diffusers.training_utils import EMAModel
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..models.simvq.modeling_simvq import SimVQModel
 from ..models.simvq.quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer, nearest_code_indices
+
+logger = get_logger(__name__)
 
 
 class DeferredQuantizationAutoencoder(nn.Module):
@@ -111,9 +117,45 @@ def initialize_codebook_from_latents(
         raise TypeError(f"Deferred quantization does not know how to initialise a {type(quantizer).__name__}.")
 
 
+@torch.no_grad()
+def encoder_latents(accelerator: Accelerator, model: SimVQModel, dataloader: DataLoader, num_batches: int):
+    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process."""
+    latents = []
+    for batch_index, batch in enumerate(dataloader):
+        if batch_index == num_batches:
+            break
+        batch_latents = model.encoder(batch["pixel_values"])
+        latents.append(accelerator.gather(batch_latents.permute(0, 2, 3, 1).reshape(-1, batch_latents.shape[1])))
+    return torch.cat(latents).float()
+
+
+def start_quantizing(
+    accelerator: Accelerator,
+    model: SimVQModel,
+    ema: EMAModel,
+    latent_dataloader: DataLoader,
+    num_batches: int,
+    seed: int,
+) -> None:
+    """End of the unquantized phase: put the codebook where the encoder's latents are, and restart the EMA there.
+
+    Every process computes the same initialisation from the same gathered latents (k-means is seeded), so the
+    replicas stay identical without a broadcast.
+    """
+    latents = encoder_latents(accelerator, model, latent_dataloader, num_batches)
+    generator = torch.Generator(device=latents.device).manual_seed(seed)
+    initialize_codebook_from_latents(model.quantize, latents, generator=generator)
+    # The averaged weights before the switch belong to a model without a working codebook.
+    for shadow, parameter in zip(ema.shadow_params, model.parameters(), strict=True):
+        shadow.copy_(parameter.detach())
+    ema.optimization_step = 0
+    logger.info(f"Quantization starts: codebook initialised from {len(latents)} encoder latents.")
+
+
 __all__ = [
     "DeferredQuantizationAutoencoder",
     "fit_projection_to_latents",
     "initialize_codebook_from_latents",
     "kmeans_codebook",
+    "start_quantizing",
 ]

@@ -195,18 +195,18 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
     def idxBl_to_var_input(self, scale_indices: list[torch.LongTensor]) -> torch.Tensor:
         """Teacher-forcing input of a VAR transformer: `(B, L − first_l, d)` with `first_l = scales[0]²`.
 
-        Position block `i` holds `f_hat` after scales `0 … i`, area-downsampled to scale `i + 1`: what the transformer
-        sees when it predicts scale `i + 1`. The first scale has no such input (VAR starts it from the class token).
+        Position block `i` holds `f_hat` after scales `0 … i` (from `f_hat_per_scale`), area-downsampled to scale
+        `i + 1`: what the transformer sees when it predicts scale `i + 1`. The first scale has no such input (VAR
+        starts it from the class token).
         """
         self.check_scale_indices(scale_indices)
-        batch = scale_indices[0].shape[0]
-        f_hat = self._zeros(batch, self.latent_size, scale_indices[0].device)
-        next_scale_inputs = []
-        for si, ids in enumerate(scale_indices[:-1]):
-            f_hat = f_hat + self.scale_residual(self.scale_codes(ids, si), si)
-            next_scale_inputs.append(self.downsample(f_hat, self.scales[si + 1]).flatten(2).transpose(1, 2))
-        if not next_scale_inputs:
-            return f_hat.new_zeros(batch, 0, self.embed_dim)
+        if len(scale_indices) == 1:
+            return torch.zeros(scale_indices[0].shape[0], 0, self.embed_dim, device=scale_indices[0].device)
+        f_hats = self.f_hat_per_scale(scale_indices[:-1])
+        next_scale_inputs = [
+            self.downsample(f_hat, side).flatten(2).transpose(1, 2)
+            for f_hat, side in zip(f_hats, self.scales[1 : len(scale_indices)], strict=True)
+        ]
         return torch.cat(next_scale_inputs, dim=1)
 
     def get_next_autoregressive_input(
