@@ -31,3 +31,13 @@ def test_usage_snippet_runs_and_round_trips(tmp_path, monkeypatch):
     reloaded = SimVQModel.from_pretrained("my-simvq").eval()
     with torch.no_grad():
         assert torch.equal(reloaded.encode(namespace["pixel_values"]).image_tokens, namespace["tokens"])
+
+
+def test_ci_runs_the_readme_test_command_word_for_word():
+    """A README whose test command drifts from what CI runs would let CI pass where a new user's run fails."""
+    lines = README.read_text().splitlines()
+    marker = next(i for i, line in enumerate(lines) if line.startswith("# 2. install and run the tests"))
+    command = lines[marker + 1].strip()
+    assert command.endswith("python -m pytest -q")
+    ci_lines = [line.strip() for line in (README.parent / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines

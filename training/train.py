@@ -36,7 +36,7 @@ from hf_simvq.training.data import load_image_split, with_pixel_values
 from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, start_quantizing
 from hf_simvq.training.discriminator import PatchDiscriminator, hinge_discriminator_loss
 from hf_simvq.training.ema import ema_weights
-from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
+from hf_simvq.training.losses import RECONSTRUCTION_LOSSES, TokenizerLoss, load_perceptual_loss
 from hf_simvq.training.options import (
     add_config_arguments,
     add_data_arguments,
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     add_config_arguments(parser, SimVQConfig)
     # Losses
-    parser.add_argument("--reconstruction_loss", choices=["l1", "l2"], default="l1")
+    parser.add_argument("--reconstruction_loss", choices=sorted(RECONSTRUCTION_LOSSES), default="l1")
     parser.add_argument("--quantizer_loss_weight", type=float, default=1.0)
     parser.add_argument("--perceptual_weight", type=float, default=0.0, help="LPIPS-VGG weight; 0 turns it off.")
     parser.add_argument("--vgg16_weights", default=None, help="Local torchvision vgg16-397923af.pth for LPIPS.")
