@@ -15,7 +15,9 @@ from hf_simvq.training.data import (
     VALIDATION_PHOTOS,
     PixelValuesTransform,
     default_image_datasets,
+    first_examples,
     load_image_dataset,
+    training_and_validation_data,
     with_pixel_values,
 )
 
@@ -176,3 +178,22 @@ def test_load_image_split_serves_the_default_data_split_by_split():
     assert default_image_split("train", 16, 6)["source"] == both["train"]["source"]
     with pytest.raises(ValueError, match="splits \\['train', 'validation'\\], not 'test'"):
         load_image_split("test", 16, 4)
+
+
+def test_a_folder_without_validation_split_gives_up_held_out_images(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    for index in range(10):
+        PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    with caplog.at_level("WARNING"):
+        train, validation = training_and_validation_data(32, 0, 3, train_data_dir=str(tmp_path))
+    assert (len(train), len(validation)) == (7, 3)
+    assert "No 'validation' split: validating on 3 held-out images." in caplog.text
+    train_pixels = {example["pixel_values"].numpy().tobytes() for example in train}
+    assert not train_pixels & {example["pixel_values"].numpy().tobytes() for example in validation}
+
+
+def test_first_examples_takes_from_map_style_datasets_and_streams(small_default_data):
+    split = small_default_data["validation"]
+    assert [example["source"] for example in first_examples(split, 5)] == split["source"][:5]
+    assert len(first_examples(split, 100)) == split.num_rows
+    assert [example["source"] for example in first_examples(split.to_iterable_dataset(), 5)] == split["source"][:5]

@@ -32,7 +32,7 @@ def test_every_config_field_is_an_option_with_its_docstring_help(parser):
             continue
         assert name in options, name
         assert options[name].help == config_field_docs(SimVQConfig)[name] and options[name].help, name
-    assert config_field_docs(SimVQConfig)["quant_resi"].startswith("`\"multiscale_simvq\"` only: weight `r`")
+    assert config_field_docs(SimVQConfig)["quant_resi"].startswith('`"multiscale_simvq"` only: weight `r`')
 
 
 def test_options_build_the_config_of_their_types(parser):

@@ -253,10 +253,10 @@ def test_two_processes_log_the_tokens_of_both(tmp_path):
 def test_a_failing_process_still_releases_its_ddp_wrappers_first(tmp_path):
     """An exception keeps the failed frames (and the DDP wrappers in them) alive: the teardown must clear them."""
     fail_on_main_process = """
-def failing_finish_run(*args, **kwargs):
+def failing_write_output_folder(*args, **kwargs):
     raise RuntimeError("injected failure while writing the output folder")
 
-train.finish_run = failing_finish_run
+train.write_output_folder = failing_write_output_folder
 """
     script = patched_train_script(tmp_path / "train_failing.py", CHECK_TEARDOWN + fail_on_main_process)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

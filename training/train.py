@@ -10,42 +10,43 @@ reconstruction grid and a plot of the training curves and codebook usage.
 """
 
 import argparse
-import json
 import logging
-import math
-import traceback
 from collections import deque
 from itertools import islice
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers.optimization import get_scheduler
+from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
-from huggingface_hub import create_repo, upload_folder
-from torch.utils.data import DataLoader, Subset
+from huggingface_hub import create_repo
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel
 from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
-from hf_simvq.model_card import build_model_card
 from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
-from hf_simvq.training.data import load_image_split, with_pixel_values
+from hf_simvq.training.data import first_examples, training_and_validation_data
 from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoencoder, start_quantizing
-from hf_simvq.training.discriminator import PatchDiscriminator, hinge_discriminator_loss
+from hf_simvq.training.discriminator import build_discriminator, hinge_discriminator_loss
 from hf_simvq.training.ema import ema_weights
-from hf_simvq.training.losses import RECONSTRUCTION_LOSSES, TokenizerLoss, load_perceptual_loss
+from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
 from hf_simvq.training.options import (
     add_config_arguments,
     add_data_arguments,
+    add_image_loss_arguments,
+    add_image_training_arguments,
+    add_optimization_arguments,
+    add_output_arguments,
+    check_run_length,
     config_from_args,
     data_source,
     load_preset,
 )
-from hf_simvq.training.process_group import end_training
-from hf_simvq.training.reporting import codebook_health, plot_training_curves, save_reconstruction_grid
+from hf_simvq.training.process_group import run_then_end_training, training_accelerator
+from hf_simvq.training.reporting import codebook_health, push_output_folder, write_output_folder
+from hf_simvq.training.schedule import learning_rate_scheduler, run_length
 
 logger = get_logger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -61,59 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "YAML path. Options given on the command line override it.",
     )
     add_data_arguments(parser)
-    parser.add_argument("--shuffle_buffer_size", type=int, default=10_000, help="With --streaming.")
-    parser.add_argument("--resolution", type=int, default=32, help="Side of the square training images.")
-    parser.add_argument("--validation_split", default="validation")
-    parser.add_argument("--num_train_images", type=int, default=8192, help="Crops of the embedded data.")
-    parser.add_argument("--num_validation_images", type=int, default=4096, help="Embedded data; or held out.")
-    parser.add_argument(
-        "--random_crop",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="Random crops and flips for training, drawn from (--seed, epoch, example index): resumable exactly.",
-    )
-    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    add_image_training_arguments(parser)
     add_config_arguments(parser, SimVQConfig)
-    # Losses
-    parser.add_argument("--reconstruction_loss", choices=sorted(RECONSTRUCTION_LOSSES), default="l1")
-    parser.add_argument("--quantizer_loss_weight", type=float, default=1.0)
-    parser.add_argument("--perceptual_weight", type=float, default=0.0, help="LPIPS-VGG weight; 0 turns it off.")
-    parser.add_argument("--vgg16_weights", default=None, help="Local torchvision vgg16-397923af.pth for LPIPS.")
-    parser.add_argument("--discriminator_weight", type=float, default=0.0, help="PatchGAN weight; 0 turns it off.")
-    parser.add_argument("--discriminator_start_step", type=int, default=0)
-    parser.add_argument("--discriminator_layers", type=int, default=3)
-    parser.add_argument("--discriminator_learning_rate", type=float, default=None, help="Default: --learning_rate.")
-    parser.add_argument("--generator_loss", choices=["non-saturating", "hinge"], default="non-saturating")
-    parser.add_argument(
-        "--deferred_quantization_steps",
-        type=int,
-        default=0,
-        help="Train the autoencoder unquantized for this many steps, then initialise the codebook from its latents.",
-    )
-    parser.add_argument("--deferred_init_batches", type=int, default=16, help="Batches of latents for that init.")
-    # Optimisation
-    parser.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
-    parser.add_argument("--eval_batch_size", type=int, default=256)
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--scale_lr", action="store_true", help="Multiply the lr by processes × batch × accumulation.")
-    parser.add_argument("--lr_scheduler", default="constant", help="Any diffusers scheduler name (cosine, …).")
-    parser.add_argument("--lr_warmup_steps", type=int, default=0)
-    parser.add_argument("--adam_beta1", type=float, default=0.9)
-    parser.add_argument("--adam_beta2", type=float, default=0.99)
-    parser.add_argument("--adam_weight_decay", type=float, default=0.0)
-    parser.add_argument("--adam_epsilon", type=float, default=1e-8)
-    parser.add_argument("--max_grad_norm", type=float, default=1.0)
-    parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
-    parser.add_argument("--num_train_epochs", type=int, default=None)
-    parser.add_argument("--ema_decay", type=float, default=0.999)
-    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    # Logging, checkpoints, Hub
-    parser.add_argument("--output_dir", default="simvq-model")
-    parser.add_argument("--logging_steps", type=int, default=10)
-    parser.add_argument("--usage_window", type=int, default=50, help="Steps over which training utilization counts.")
-    parser.add_argument("--validation_steps", type=int, default=250)
+    add_image_loss_arguments(parser)
+    add_optimization_arguments(parser)
+    add_output_arguments(parser, default_output_dir="simvq-model")
     parser.add_argument("--num_validation_images_during_training", type=int, default=1024)
     parser.add_argument(
         "--eval_metrics",
@@ -123,105 +76,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Final evaluation; rfid and lpips are skipped with a warning where their weights are missing.",
     )
     parser.add_argument("--num_grid_images", type=int, default=8)
-    parser.add_argument("--checkpointing_steps", type=int, default=500)
-    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
-    parser.add_argument("--resume_from_checkpoint", default=None, help='A checkpoint folder, or "latest".')
-    parser.add_argument("--report_to", default=None, help="tensorboard, wandb, … (Accelerate trackers).")
-    parser.add_argument("--push_to_hub", action="store_true")
-    parser.add_argument("--hub_model_id", default=None)
-    parser.add_argument("--hub_token", default=None)
 
     config_args, _ = parser.parse_known_args(argv)
     parser.set_defaults(**load_preset(config_args.config, parser, CONFIG_DIR))
     args = parser.parse_args(argv)
     if args.dataset_name and args.train_data_dir:
         parser.error("Give --dataset_name or --train_data_dir, not both.")
-    if args.max_train_steps is None and args.num_train_epochs is None:
-        parser.error("Give --max_train_steps or --num_train_epochs.")
-    if args.streaming and args.max_train_steps is None:
-        parser.error("--streaming datasets have no length: give --max_train_steps.")
+    check_run_length(parser, args)
     return args
-
-
-def load_datasets(args: argparse.Namespace):
-    """Train and validation datasets yielding `pixel_values`: the embedded photos unless a dataset is named.
-
-    A named dataset without a `--validation_split` gives up `--num_validation_images` of its training images.
-    """
-    source = data_source(args)
-    train_dataset = load_image_split("train", args.resolution, args.num_train_images, **source)
-    try:
-        validation_dataset = load_image_split(
-            args.validation_split, args.resolution, args.num_validation_images, **source
-        )
-    except ValueError:
-        if args.streaming:
-            validation_dataset = train_dataset.take(args.num_validation_images)
-            train_dataset = train_dataset.skip(args.num_validation_images)
-        else:
-            held_out = train_dataset.train_test_split(test_size=args.num_validation_images, seed=0)
-            train_dataset, validation_dataset = held_out["train"], held_out["test"]
-        logger.warning(
-            f"No {args.validation_split!r} split: validating on {args.num_validation_images} held-out images."
-        )
-    if args.streaming:
-        train_dataset = train_dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
-    return (
-        with_pixel_values(train_dataset, args.resolution, args.image_column, args.random_crop, args.seed),
-        with_pixel_values(validation_dataset, args.resolution, args.image_column, augment=False),
-    )
-
-
-def finish_run(args, model, processor, validation_dataset, history, results, output_dir: Path) -> None:
-    """Write the Hub-ready folder: weights, processor, evaluation, reconstruction grid, curves and model card."""
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
-    (output_dir / "training_history.json").write_text(json.dumps(history))
-    grid_images = torch.stack([example["pixel_values"] for example in islice(validation_dataset, args.num_grid_images)])
-    save_reconstruction_grid(model, processor, grid_images.to(model.device), output_dir / "reconstructions.png")
-    plot_training_curves(history, output_dir / "training_curves.png")
-    card = build_model_card(
-        model=model,
-        eval_results=results,
-        dataset_name=args.dataset_name or "scikit-image photos (default)",
-        training_args=vars(args),
-        reconstruction_grid="reconstructions.png",
-        model_name=output_dir.name,
-        repo_id=args.hub_model_id,
-    )
-    card.save(output_dir / "README.md")
-    logger.info(f"Saved the model, evaluation ({results}) and model card to {output_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        # Without an accelerator, torchrun processes only join up (MULTI_CPU, gloo) when accelerate is told so.
-        cpu=not torch.accelerator.is_available(),
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to,
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
-        ),
-        # A sampler reseeded from `seed + epoch`: the data order depends on the step only, so a resumed run sees the
-        # same batches as an uninterrupted one.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    accelerator = training_accelerator(
+        output_dir,
+        args.gradient_accumulation_steps,
+        args.mixed_precision,
+        args.report_to,
+        args.checkpoints_total_limit,
         # Unquantized steps leave the quantizer's parameters without gradients.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.deferred_quantization_steps > 0)],
+        find_unused_parameters=args.deferred_quantization_steps > 0,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file would bury the progress bar
     logger.info(accelerator.state, main_process_only=False)
-    try:
-        train(args, accelerator)  # returns holding no DDP wrapper, as `end_training` needs
-    except BaseException as error:
-        traceback.clear_frames(error.__traceback__)  # the failed run's frames would keep its DDP wrappers alive
-        raise
-    finally:
-        end_training(accelerator)
+    run_then_end_training(accelerator, train, args)
 
 
 def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
@@ -234,7 +114,16 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
             repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, token=args.hub_token).repo_id
 
     # Data
-    train_dataset, validation_dataset = load_datasets(args)
+    train_dataset, validation_dataset = training_and_validation_data(
+        args.resolution,
+        args.num_train_images,
+        args.num_validation_images,
+        args.validation_split,
+        args.random_crop,
+        args.seed,
+        args.shuffle_buffer_size,
+        **data_source(args),
+    )
     train_dataloader = DataLoader(
         train_dataset,
         batch_size=args.train_batch_size,
@@ -243,11 +132,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         num_workers=args.dataloader_num_workers,
     )
     validation_dataloader = DataLoader(validation_dataset, batch_size=args.eval_batch_size, shuffle=False)
-    if args.streaming:
-        quick_validation_dataset = validation_dataset.take(args.num_validation_images_during_training)
-    else:
-        num_quick_validation_images = min(args.num_validation_images_during_training, len(validation_dataset))
-        quick_validation_dataset = Subset(validation_dataset, range(num_quick_validation_images))
+    quick_validation_dataset = first_examples(validation_dataset, args.num_validation_images_during_training)
     quick_validation_dataloader = DataLoader(quick_validation_dataset, batch_size=args.eval_batch_size)
     # Deferred quantization reads its latents from a fixed, unshuffled set of training batches: the same images
     # whenever the switch happens, also after a resume (with --random_crop, in the crops of the current epoch).
@@ -260,14 +145,11 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     autoencoder = DeferredQuantizationAutoencoder(model)
     perceptual_loss = load_perceptual_loss(args.perceptual_weight, args.vgg16_weights)
     use_discriminator = args.discriminator_weight > 0
-    discriminator = None
-    if use_discriminator:
-        discriminator = PatchDiscriminator(config.out_channels, num_layers=args.discriminator_layers)
-        if args.resolution < discriminator.min_image_size:
-            raise ValueError(
-                f"A {args.discriminator_layers}-layer PatchGAN needs images of at least {discriminator.min_image_size}"
-                f"px; use a larger --resolution or fewer --discriminator_layers."
-            )
+    discriminator = (
+        build_discriminator(config.out_channels, args.discriminator_layers, args.resolution)
+        if use_discriminator
+        else None
+    )
 
     learning_rate = args.learning_rate
     if args.scale_lr:
@@ -284,34 +166,24 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     train_dataloader, validation_dataloader, quick_validation_dataloader, latent_dataloader = accelerator.prepare(
         train_dataloader, validation_dataloader, quick_validation_dataloader, latent_dataloader
     )
-    if args.streaming:
-        num_update_steps_per_epoch = args.max_train_steps
-    else:
-        num_update_steps_per_epoch = len(train_dataloader) // args.gradient_accumulation_steps
-        if num_update_steps_per_epoch == 0:
-            raise ValueError(
-                f"The training set has {len(train_dataset)} images: fewer than one batch of "
-                f"{args.train_batch_size} × {accelerator.num_processes} processes × "
-                f"{args.gradient_accumulation_steps} accumulation steps."
-            )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
-    num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
+    length = run_length(
+        train_dataloader,
+        accelerator.num_processes,
+        args.gradient_accumulation_steps,
+        args.max_train_steps,
+        args.num_train_epochs,
+        args.streaming,
+    )
+    max_train_steps = length.max_train_steps
+    lr_scheduler = learning_rate_scheduler(
+        args.lr_scheduler, optimizer, args.lr_warmup_steps, max_train_steps, accelerator.num_processes
     )
 
+    autoencoder, optimizer, lr_scheduler = accelerator.prepare(autoencoder, optimizer, lr_scheduler)
     if use_discriminator:
-        discriminator_optimizer = torch.optim.AdamW(
-            discriminator.parameters(), lr=args.discriminator_learning_rate or learning_rate, **adam
-        )
-        autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer = accelerator.prepare(
-            autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer
-        )
-    else:
-        autoencoder, optimizer, lr_scheduler = accelerator.prepare(autoencoder, optimizer, lr_scheduler)
+        discriminator_lr = args.discriminator_learning_rate or learning_rate
+        discriminator_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=discriminator_lr, **adam)
+        discriminator, discriminator_optimizer = accelerator.prepare(discriminator, discriminator_optimizer)
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)
     objective = TokenizerLoss(
@@ -347,20 +219,20 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         f"***** Training a {config.quantizer_type} tokenizer (K={config.codebook_size}, d={config.embed_dim}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters) for "
         f"{max_train_steps} steps of {args.train_batch_size} × {accelerator.num_processes} processes × "
-        f"{args.gradient_accumulation_steps} accumulation *****"
+        f"{args.gradient_accumulation_steps} accumulation, {torch.get_num_threads()} threads each *****"
     )
 
     token_window: deque[torch.Tensor] = deque(maxlen=args.usage_window)
     progress_bar = tqdm(
         range(max_train_steps), initial=progress.global_step, disable=not accelerator.is_local_main_process
     )
-    first_epoch = progress.global_step // num_update_steps_per_epoch
-    for epoch in range(first_epoch, num_train_epochs):
+    first_epoch = progress.global_step // length.steps_per_epoch
+    for epoch in range(first_epoch, length.num_train_epochs):
         train_dataloader.set_epoch(epoch)
         train_dataset.set_epoch(epoch)  # the crops'; under several processes accelerate tells only the sampler
         epoch_dataloader = train_dataloader
         if epoch == first_epoch and progress.global_step > 0:
-            batches_done = (progress.global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+            batches_done = (progress.global_step % length.steps_per_epoch) * args.gradient_accumulation_steps
             epoch_dataloader = accelerator.skip_first_batches(train_dataloader, batches_done)
         for batch in epoch_dataloader:
             quantize = progress.global_step >= args.deferred_quantization_steps
@@ -433,15 +305,23 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     results = evaluate_tokenizer(model, validation_dataloader, accelerator=accelerator, metrics=args.eval_metrics)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        finish_run(args, model, processor, validation_dataset, progress.history, results, output_dir)
+        grid_images = [example["pixel_values"] for example in islice(validation_dataset, args.num_grid_images)]
+        dataset_name = args.dataset_name or "scikit-image photos (default)"
+        training_args = vars(args)
+        write_output_folder(
+            output_dir,
+            model,
+            processor,
+            grid_images,
+            progress.history,
+            results,
+            dataset_name,
+            training_args,
+            args.hub_model_id,
+        )
+        logger.info(f"Saved the model, evaluation ({results}) and model card to {output_dir}")
         if args.push_to_hub:
-            upload_folder(
-                repo_id=repo_id,
-                folder_path=output_dir,
-                commit_message="SimVQ tokenizer trained with hf-simvq",
-                ignore_patterns=["checkpoints/*", "logs/*"],
-                token=args.hub_token,
-            )
+            push_output_folder(repo_id, output_dir, args.hub_token)
 
 
 if __name__ == "__main__":

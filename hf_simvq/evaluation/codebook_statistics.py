@@ -26,9 +26,7 @@ def scale_histograms(quantizer, image_tokens: torch.LongTensor) -> torch.LongTen
     Counts rather than ratios, so windows and processes add up before any usage statistic is taken
     (`codebook_usage(row)`); coarse scales have few tokens and use few codes by nature.
     """
-    return torch.stack(
-        [token_histogram(ids, quantizer.codebook_size) for ids in quantizer.split_scales(image_tokens)]
-    )
+    return torch.stack([token_histogram(ids, quantizer.codebook_size) for ids in quantizer.split_scales(image_tokens)])
 
 
 def _check_histogram(histogram: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ scikit-image wheel (and scikit-learn's two sample photos when it is installed). 
 that training never sees, so reconstruction and codebook-usage numbers measure generalisation, not memory.
 """
 
+import logging
 from pathlib import Path
 
 import datasets
@@ -15,6 +16,8 @@ import torch
 
 from hf_simvq import SimVQImageProcessor
 from hf_simvq.package_files import installed_package_file
+
+logger = logging.getLogger(__name__)
 
 # (package, file inside the package): colour photos only; the greyscale samples and charts would add little.
 TRAIN_PHOTOS = (
@@ -315,6 +318,51 @@ def with_pixel_values(
     return TransformedImageDataset(dataset, transform)
 
 
+def training_and_validation_data(
+    resolution: int,
+    num_train_images: int,
+    num_validation_images: int,
+    validation_split: str = "validation",
+    random_crop: bool = False,
+    seed: int = 0,
+    shuffle_buffer_size: int = 10_000,
+    **source,
+) -> tuple[TransformedImageDataset | datasets.IterableDataset, TransformedImageDataset | datasets.IterableDataset]:
+    """Train and validation sets yielding `pixel_values`: the embedded photos unless `source` names a dataset.
+
+    `source` holds the keywords of `load_image_split` (`dataset_name`, `train_data_dir`, `image_column`,
+    `streaming`, …). A dataset without `validation_split` gives up `num_validation_images` of its training images.
+    """
+    streaming = source.get("streaming", False)
+    image_column = source.get("image_column", "image")
+    train_dataset = load_image_split("train", resolution, num_train_images, **source)
+    try:
+        validation_dataset = load_image_split(validation_split, resolution, num_validation_images, **source)
+    except ValueError:
+        if streaming:
+            validation_dataset = train_dataset.take(num_validation_images)
+            train_dataset = train_dataset.skip(num_validation_images)
+        else:
+            held_out = train_dataset.train_test_split(test_size=num_validation_images, seed=0)
+            train_dataset, validation_dataset = held_out["train"], held_out["test"]
+        logger.warning(f"No {validation_split!r} split: validating on {num_validation_images} held-out images.")
+    if streaming:
+        train_dataset = train_dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+    return (
+        with_pixel_values(train_dataset, resolution, image_column, random_crop, seed),
+        with_pixel_values(validation_dataset, resolution, image_column, augment=False),
+    )
+
+
+def first_examples(
+    dataset: torch.utils.data.Dataset | datasets.IterableDataset, num_examples: int
+) -> torch.utils.data.Dataset | datasets.IterableDataset:
+    """The first `num_examples` of a map-style dataset or a stream (all of them when there are fewer)."""
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.take(num_examples)
+    return torch.utils.data.Subset(dataset, range(min(num_examples, len(dataset))))
+
+
 __all__ = [
     "PixelValuesTransform",
     "StreamPositionKeys",
@@ -322,7 +370,9 @@ __all__ = [
     "check_image_size",
     "default_image_datasets",
     "default_image_split",
+    "first_examples",
     "load_image_dataset",
     "load_image_split",
+    "training_and_validation_data",
     "with_pixel_values",
 ]

@@ -46,6 +46,17 @@ class PatchDiscriminator(nn.Module):
         return self.layers(images)
 
 
+def build_discriminator(image_channels: int, num_layers: int, image_size: int) -> PatchDiscriminator:
+    """A PatchGAN for `image_size`² images, refusing sizes its layers would shrink to nothing."""
+    discriminator = PatchDiscriminator(image_channels, num_layers=num_layers)
+    if image_size < discriminator.min_image_size:
+        raise ValueError(
+            f"A {num_layers}-layer PatchGAN needs images of at least {discriminator.min_image_size}px; use a larger "
+            "--resolution or fewer --discriminator_layers."
+        )
+    return discriminator
+
+
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """`½·(E[relu(1 − D(x))] + E[relu(1 + D(x̂))])`: stops pushing logits once they are past the margin."""
     return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())

@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 from transformers import PreTrainedConfig
 
+from .losses import RECONSTRUCTION_LOSSES
+
 # Fields that the scripts set from other options (the image size is `--resolution`, shared with the data).
 DERIVED_FIELDS = ("image_size",)
 _ARG_DOC = re.compile(r"^ {8}(\w+) \((.*?)\):\s*(.*)$")
@@ -90,6 +92,90 @@ def data_source(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
+def add_image_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training images: their size, how many of the embedded ones, the validation split and augmentation."""
+    group = parser.add_argument_group("training images")
+    group.add_argument("--shuffle_buffer_size", type=int, default=10_000, help="With --streaming.")
+    group.add_argument("--resolution", type=int, default=32, help="Side of the square training images.")
+    group.add_argument("--validation_split", default="validation")
+    group.add_argument("--num_train_images", type=int, default=8192, help="Crops of the embedded data.")
+    group.add_argument("--num_validation_images", type=int, default=4096, help="Embedded data; or held out.")
+    group.add_argument(
+        "--random_crop",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Random crops and flips for training, drawn from (--seed, epoch, example index): resumable exactly.",
+    )
+    group.add_argument("--dataloader_num_workers", type=int, default=0)
+
+
+def add_image_loss_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image tokenizer's objective: reconstruction, LPIPS, PatchGAN, quantizer weight and Deferred Quantization."""
+    group = parser.add_argument_group("losses")
+    group.add_argument("--reconstruction_loss", choices=sorted(RECONSTRUCTION_LOSSES), default="l1")
+    group.add_argument("--quantizer_loss_weight", type=float, default=1.0)
+    group.add_argument("--perceptual_weight", type=float, default=0.0, help="LPIPS-VGG weight; 0 turns it off.")
+    group.add_argument("--vgg16_weights", default=None, help="Local torchvision vgg16-397923af.pth for LPIPS.")
+    group.add_argument("--discriminator_weight", type=float, default=0.0, help="PatchGAN weight; 0 turns it off.")
+    group.add_argument("--discriminator_start_step", type=int, default=0)
+    group.add_argument("--discriminator_layers", type=int, default=3)
+    group.add_argument("--discriminator_learning_rate", type=float, default=None, help="Default: --learning_rate.")
+    group.add_argument("--generator_loss", choices=["non-saturating", "hinge"], default="non-saturating")
+    group.add_argument(
+        "--deferred_quantization_steps",
+        type=int,
+        default=0,
+        help="Train the autoencoder unquantized for this many steps, then initialise the codebook from its latents.",
+    )
+    group.add_argument("--deferred_init_batches", type=int, default=16, help="Batches of latents for that init.")
+
+
+def add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
+    """Batch, optimizer, schedule, precision and length of a run: the same for every tokenizer trainer."""
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--train_batch_size", type=int, default=64, help="Per process.")
+    group.add_argument("--eval_batch_size", type=int, default=256)
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--learning_rate", type=float, default=1e-3)
+    group.add_argument("--scale_lr", action="store_true", help="Multiply the lr by processes × batch × accumulation.")
+    group.add_argument("--lr_scheduler", default="constant", help="Any diffusers scheduler name (cosine, …).")
+    group.add_argument("--lr_warmup_steps", type=int, default=0)
+    group.add_argument("--adam_beta1", type=float, default=0.9)
+    group.add_argument("--adam_beta2", type=float, default=0.99)
+    group.add_argument("--adam_weight_decay", type=float, default=0.0)
+    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=1.0)
+    group.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
+    group.add_argument("--num_train_epochs", type=int, default=None)
+    group.add_argument("--ema_decay", type=float, default=0.999)
+    group.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    group.add_argument("--seed", type=int, default=0)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, default_output_dir: str) -> None:
+    """Logging, validation, checkpoints and the Hub: where a run reports and what it leaves behind."""
+    group = parser.add_argument_group("logging, checkpoints, Hub")
+    group.add_argument("--output_dir", default=default_output_dir)
+    group.add_argument("--logging_steps", type=int, default=10)
+    group.add_argument("--usage_window", type=int, default=50, help="Steps over which training utilization counts.")
+    group.add_argument("--validation_steps", type=int, default=250)
+    group.add_argument("--checkpointing_steps", type=int, default=500)
+    group.add_argument("--checkpoints_total_limit", type=int, default=None)
+    group.add_argument("--resume_from_checkpoint", default=None, help='A checkpoint folder, or "latest".')
+    group.add_argument("--report_to", default=None, help="tensorboard, wandb, … (Accelerate trackers).")
+    group.add_argument("--push_to_hub", action="store_true")
+    group.add_argument("--hub_model_id", default=None)
+    group.add_argument("--hub_token", default=None)
+
+
+def check_run_length(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A run needs a length, and a stream (no length of its own) needs it in steps."""
+    if args.max_train_steps is None and args.num_train_epochs is None:
+        parser.error("Give --max_train_steps or --num_train_epochs.")
+    if getattr(args, "streaming", False) and args.max_train_steps is None:
+        parser.error("--streaming datasets have no length: give --max_train_steps.")
+
+
 def load_preset(name_or_path: str, parser: argparse.ArgumentParser, config_dir: Path) -> dict:
     """The option values of a YAML preset (a name in `config_dir` or a path), checked against `parser`'s options."""
     path = Path(name_or_path)
@@ -108,6 +194,11 @@ def load_preset(name_or_path: str, parser: argparse.ArgumentParser, config_dir: 
 __all__ = [
     "add_config_arguments",
     "add_data_arguments",
+    "add_image_loss_arguments",
+    "add_image_training_arguments",
+    "add_optimization_arguments",
+    "add_output_arguments",
+    "check_run_length",
     "config_field_docs",
     "config_fields",
     "config_from_args",

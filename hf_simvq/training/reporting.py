@@ -1,13 +1,17 @@
-"""What a training run shows: codebook health for the logs, a reconstruction grid and the training curves."""
+"""What a training run shows and leaves: codebook health for the logs, a reconstruction grid, the training curves,
+and the Hub-ready output folder."""
 
+import json
 from collections import deque
 from pathlib import Path
 
 import matplotlib
 import PIL.Image
 import torch
+from huggingface_hub import upload_folder
 
 from ..evaluation.codebook_statistics import codebook_usage, effective_rank, token_histogram
+from ..model_card import build_model_card
 from ..models.simvq.image_processing_simvq import SimVQImageProcessor
 from ..models.simvq.modeling_simvq import SimVQModel
 
@@ -67,4 +71,52 @@ def plot_training_curves(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["codebook_health", "plot_training_curves", "save_reconstruction_grid"]
+def write_output_folder(
+    output_dir: Path,
+    model: SimVQModel,
+    processor: SimVQImageProcessor,
+    grid_images: list[torch.Tensor],
+    history: list[dict],
+    results: dict,
+    dataset_name: str,
+    training_args: dict,
+    repo_id: str | None = None,
+) -> None:
+    """Weights, processor, evaluation, history, reconstruction grid, curves and model card: a folder for the Hub."""
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+    (output_dir / "training_history.json").write_text(json.dumps(history))
+    grid = torch.stack(grid_images).to(model.device)
+    save_reconstruction_grid(model, processor, grid, output_dir / "reconstructions.png")
+    plot_training_curves(history, output_dir / "training_curves.png")
+    card = build_model_card(
+        model=model,
+        eval_results=results,
+        dataset_name=dataset_name,
+        training_args=training_args,
+        reconstruction_grid="reconstructions.png",
+        model_name=output_dir.name,
+        repo_id=repo_id,
+    )
+    card.save(output_dir / "README.md")
+
+
+def push_output_folder(repo_id: str, output_dir: Path, token: str | None = None) -> None:
+    """Upload the output folder, leaving out the training state (checkpoints, tracker logs)."""
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        commit_message="SimVQ tokenizer trained with hf-simvq",
+        ignore_patterns=["checkpoints/*", "logs/*"],
+        token=token,
+    )
+
+
+__all__ = [
+    "codebook_health",
+    "plot_training_curves",
+    "push_output_folder",
+    "save_reconstruction_grid",
+    "write_output_folder",
+]
