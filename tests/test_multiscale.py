@@ -129,6 +129,75 @@ def test_autoregressive_steps_rebuild_the_teacher_forcing_input_and_f_hat(multis
     torch.testing.assert_close(f_hat, expected_f_hat, rtol=0, atol=1e-5)
 
 
+class VARStandIn(torch.nn.Module):
+    """What FoundationVision/VAR's `models/var.py` and `trainer.py` touch on their tokenizer, under VAR's own names:
+    `vae_local.Cvae`, `.vocab_size`, `.quantize`, `.img_to_idxBl`, `.fhat_to_img`; `quantize.embedding` (called and
+    its `.weight`), `.idxBl_to_var_input`, `.get_next_autoregressive_input`, `.prog_si`. (VAR's real `VAR` class ran
+    on a hf-simvq tokenizer with these; it is not a dependency of the tests.)"""
+
+    def __init__(self, vae_local: SimVQModel, patch_nums: list[int]):
+        super().__init__()
+        self.Cvae, self.V = vae_local.Cvae, vae_local.vocab_size
+        self.patch_nums = patch_nums
+        self.vae_proxy, self.vae_quant_proxy = (vae_local,), (vae_local.quantize,)
+        self.word_embed = torch.nn.Linear(self.Cvae, 16)
+        self.head = torch.nn.Linear(16, self.V)
+
+    def train_step_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """trainer.py: ids by scale, the teacher-forcing input, logits over `vocab_size`."""
+        vae = self.vae_proxy[0]
+        gt_idx_Bl = vae.img_to_idxBl(images)
+        x_BLCv_wo_first_l = vae.quantize.idxBl_to_var_input(gt_idx_Bl)
+        first = torch.zeros(images.shape[0], self.patch_nums[0] ** 2, 16)
+        logits = self.head(torch.cat([first, self.word_embed(x_BLCv_wo_first_l)], dim=1))
+        return logits, torch.cat(gt_idx_Bl, dim=1)
+
+    def sample_from_ids(self, scale_indices: list[torch.Tensor]) -> torch.Tensor:
+        """autoregressive_infer_cfg with the sampled ids given: codes from `embedding`, `f_hat` grown in place,
+        images from `fhat_to_img`, de-normalised to [0, 1] in place as VAR does."""
+        quant = self.vae_quant_proxy[0]
+        B, last = scale_indices[0].shape[0], self.patch_nums[-1]
+        f_hat = torch.zeros(B, self.Cvae, last, last)
+        for si, pn in enumerate(self.patch_nums):
+            one_hot = F.one_hot(scale_indices[si], self.V).float()
+            h_BChw = (one_hot @ quant.embedding.weight.unsqueeze(0)).transpose_(1, 2).reshape(B, self.Cvae, pn, pn)
+            assert torch.equal(h_BChw, quant.embedding(scale_indices[si]).transpose(1, 2).reshape(B, self.Cvae, pn, pn))
+            f_hat, _ = quant.get_next_autoregressive_input(si, len(self.patch_nums), f_hat, h_BChw)
+        return self.vae_proxy[0].fhat_to_img(f_hat).add_(1).mul_(0.5)
+
+
+def test_vars_own_names_drive_training_and_sampling(multiscale_model, images):
+    model, config = multiscale_model, multiscale_model.config
+    var = VARStandIn(model, config.scales)
+    assert (var.Cvae, var.V) == (config.embed_dim, config.codebook_size)
+    logits, gt_BL = var.train_step_logits(images)
+    assert logits.shape == (images.shape[0], model.quantize.sequence_length, config.codebook_size)
+    assert torch.equal(gt_BL, model.encode(images).image_tokens)
+    with torch.no_grad():
+        scale_indices = model.img_to_idxBl(images)
+        sampled = var.sample_from_ids(scale_indices)
+        decoded = model.idxBl_to_img(scale_indices, same_shape=True, last_one=True)
+    torch.testing.assert_close(sampled, (decoded + 1) / 2, rtol=0, atol=1e-5)
+    assert sampled.min() >= 0 and sampled.max() <= 1
+
+
+@pytest.mark.parametrize("prog_si", [0, 1, 2])
+def test_progressive_training_keeps_the_first_scales_as_var(multiscale_model, images, prog_si):
+    """VAR's trainer sets `quantize.prog_si`: ids of scales 0 … prog_si, and teacher-forcing input for 1 … prog_si."""
+    model, scales = multiscale_model, multiscale_model.config.scales
+    with torch.no_grad():
+        all_ids = model.img_to_idxBl(images)
+        full_input = model.quantize.idxBl_to_var_input(all_ids)
+        model.quantize.prog_si = prog_si
+        ids = model.img_to_idxBl(images)
+        var_input = model.quantize.idxBl_to_var_input(all_ids)
+        model.quantize.prog_si = -1
+    assert len(ids) == prog_si + 1 and all(torch.equal(a, b) for a, b in zip(ids, all_ids, strict=False))
+    kept = sum(side * side for side in scales[1 : prog_si + 1])
+    assert var_input.shape == (images.shape[0], kept, model.config.embed_dim)
+    torch.testing.assert_close(var_input, full_input[:, :kept], rtol=0, atol=0)
+
+
 def test_indices_to_image_round_trip_equals_the_reconstruction(multiscale_model, images):
     with torch.no_grad():
         reconstruction = multiscale_model(images).reconstruction

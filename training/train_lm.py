@@ -27,7 +27,8 @@ from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
 from hf_simvq.lm.language_model import ImageSpanLogitsProcessor, extend_language_model
 from hf_simvq.lm.word_level_tokenizer import word_level_tokenizer
 from hf_simvq.training.data import default_image_datasets
-from hf_simvq.training.process_group import end_training
+from hf_simvq.training.process_group import run_then_end_training
+from hf_simvq.training.schedule import learning_rate_scheduler
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_train_steps", type=int, default=600)
     parser.add_argument("--train_batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--lr_scheduler", default="cosine", help="Any diffusers scheduler name.")
+    parser.add_argument("--lr_warmup_steps", type=int, default=50)
     parser.add_argument("--hidden_size", type=int, default=128)
     parser.add_argument("--num_hidden_layers", type=int, default=3)
     parser.add_argument("--num_attention_heads", type=int, default=4)
@@ -98,7 +101,11 @@ def save_plots(output_dir: Path, losses: list[float], real: list, generated: lis
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    accelerator = Accelerator()
+    run_then_end_training(Accelerator(), train, args)
+
+
+def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
+    """Tokenize the captioned crops, train the LM on (caption, image) sequences, generate samples, save."""
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -124,23 +131,19 @@ def main(argv: list[str] | None = None) -> None:
     model = extend_language_model(LlamaForCausalLM(config), vocabulary)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
     loader = DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    scheduler = learning_rate_scheduler(
+        args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, accelerator.num_processes
+    )
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     losses, step = [], 0
     progress = tqdm(total=args.max_train_steps, disable=not accelerator.is_local_main_process, desc="LM")
     for _ in range(math.ceil(args.max_train_steps / len(loader))):
         for input_ids, attention_mask, labels in loader:
-            lr = (
-                args.learning_rate
-                * min(1.0, (step + 1) / 50)
-                * 0.5
-                * (1 + math.cos(math.pi * step / args.max_train_steps))
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
             accelerator.backward(loss)
             optimizer.step()
+            scheduler.step()
             optimizer.zero_grad()
             losses.append(accelerator.gather(loss.detach()).mean().item())
             step += 1
@@ -186,7 +189,6 @@ def main(argv: list[str] | None = None) -> None:
         model.save_pretrained(output_dir / "lm")
         vocabulary.save_pretrained(output_dir / "lm")
         accelerator.print(json.dumps(metrics))
-    end_training(accelerator)
 
 
 if __name__ == "__main__":

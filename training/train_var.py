@@ -1,8 +1,11 @@
 """Demo: a tiny class-conditional VAR (next-scale prediction, Tian et al. 2024) on a multi-scale SimVQ tokenizer.
 
 The tokenizer is frozen; the transformer learns to predict every scale's token map from the class and the coarser
-scales, trained with teacher forcing from `tokenizer.idxBl_to_var_input` under a block-causal mask (a token sees its
-own and coarser scales, never finer ones). Classes are the source photos of the embedded default data.
+scales, trained with teacher forcing from `quantize.idxBl_to_var_input` under a block-causal mask (a token sees its
+own and coarser scales, never finer ones). Classes are the source photos of the embedded default data. It reads the
+image tokenizer only through the names FoundationVision/VAR's own `VAR` and trainer use (`Cvae`, `vocab_size`,
+`img_to_idxBl`, `quantize.idxBl_to_var_input`, `quantize.embedding`, `quantize.get_next_autoregressive_input`,
+`fhat_to_img`), so what works here works with VAR's code.
 
     python training/train.py --quantizer_type multiscale_simvq --output_dir simvq-multiscale
     python training/train_var.py --tokenizer simvq-multiscale --output_dir var-demo
@@ -29,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hf_simvq import SimVQModel
 from hf_simvq.evaluation.codebook_statistics import codebook_usage, scale_histograms
 from hf_simvq.training.data import PixelValuesTransform, default_image_datasets
-from hf_simvq.training.process_group import end_training
+from hf_simvq.training.process_group import run_then_end_training
 
 logger = get_logger(__name__)
 
@@ -99,13 +102,15 @@ class NextScaleTransformer(nn.Module):
     @torch.no_grad()
     def generate(
         self, image_tokenizer: SimVQModel, class_labels: torch.LongTensor, top_k: int, temperature: float, generator
-    ) -> list[torch.LongTensor]:
-        """Sample every scale's ids, coarse to fine, through the image tokenizer's `get_next_autoregressive_input`.
+    ) -> tuple[list[torch.LongTensor], torch.FloatTensor]:
+        """Sample every scale's ids, coarse to fine, as VAR's `autoregressive_infer_cfg`: codes from
+        `quantize.embedding`, `f_hat` grown by `quantize.get_next_autoregressive_input`, images from `fhat_to_img`.
 
-        The whole prefix is recomputed at each scale (no key/value cache): at this size that costs less than it
-        would take to explain.
+        Returns the ids by scale and the images in `[-1, 1]`. The whole prefix is recomputed at each scale (no
+        key/value cache): at this size that costs less than it would take to explain.
         """
-        batch, embed_dim, num_scales = class_labels.shape[0], image_tokenizer.config.embed_dim, len(self.scales)
+        quantize = image_tokenizer.quantize
+        batch, embed_dim, num_scales = class_labels.shape[0], image_tokenizer.Cvae, len(self.scales)
         latent = self.scales[-1]
         f_hat = torch.zeros(batch, embed_dim, latent, latent, device=class_labels.device)
         var_input = f_hat.new_zeros(batch, 0, embed_dim)
@@ -118,11 +123,11 @@ class NextScaleTransformer(nn.Module):
             probabilities = logits.softmax(dim=-1).flatten(0, 1)
             ids = torch.multinomial(probabilities, 1, generator=generator).view(batch, side * side)
             scale_indices.append(ids)
-            codes = image_tokenizer.quantize.embedding(ids).transpose(1, 2).reshape(batch, embed_dim, side, side)
-            f_hat, next_input = image_tokenizer.get_next_autoregressive_input(si, num_scales, f_hat, codes)
+            codes = quantize.embedding(ids).transpose(1, 2).reshape(batch, embed_dim, side, side)
+            f_hat, next_input = quantize.get_next_autoregressive_input(si, num_scales, f_hat, codes)
             if si < num_scales - 1:
                 var_input = torch.cat([var_input, next_input.flatten(2).transpose(1, 2)], dim=1)
-        return scale_indices
+        return scale_indices, image_tokenizer.fhat_to_img(f_hat)
 
 
 def photo_labels(sources: list[str] | None, num_images: int) -> tuple[torch.LongTensor, list[str]]:
@@ -161,10 +166,15 @@ def save_image_grid(images: torch.Tensor, num_columns: int, path: Path) -> None:
     PIL.Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     accelerator = Accelerator()
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", level=logging.INFO)
+    run_then_end_training(accelerator, train, args)
+
+
+def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
+    """Tokenize the data once, train the next-scale transformer, sample every class and write the results."""
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{image_tokenizer.config.quantizer_type!r}; train one with training/train.py --quantizer_type "
             "multiscale_simvq."
         )
-    scales, codebook_size = image_tokenizer.config.scales, image_tokenizer.config.codebook_size
+    scales, codebook_size = image_tokenizer.config.scales, image_tokenizer.vocab_size
 
     train_images = default_image_datasets(image_tokenizer.config.image_size, num_train_images=args.num_train_images)[
         "train"
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokens = tokenize(image_tokenizer, train_images)
     logger.info(f"Tokenized {len(tokens)} images into {tokens.shape[1]} tokens each over scales {scales}.")
 
-    transformer = NextScaleTransformer(scales, codebook_size, image_tokenizer.config.embed_dim, len(class_names), args)
+    transformer = NextScaleTransformer(scales, codebook_size, image_tokenizer.Cvae, len(class_names), args)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.learning_rate, weight_decay=0.01)
     dataloader = DataLoader(TensorDataset(tokens, labels), batch_size=args.train_batch_size, shuffle=True)
     transformer, optimizer, dataloader = accelerator.prepare(transformer, optimizer, dataloader)
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     while step < args.max_train_steps:
         for batch_tokens, batch_labels in dataloader:
             with torch.no_grad():
-                var_input = image_tokenizer.idxBl_to_var_input(list(batch_tokens.split(scale_sizes, dim=1)))
+                var_input = image_tokenizer.quantize.idxBl_to_var_input(list(batch_tokens.split(scale_sizes, dim=1)))
             logits = transformer(batch_labels, var_input)
             token_losses = F.cross_entropy(logits.flatten(0, 1), batch_tokens.flatten(), reduction="none")
             loss = token_losses.mean()
@@ -219,9 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed)
     class_labels = torch.arange(len(class_names), device=accelerator.device).repeat_interleave(args.samples_per_class)
     transformer = accelerator.unwrap_model(transformer).eval()
-    samples = transformer.generate(image_tokenizer, class_labels, args.top_k, args.temperature, generator)
-    with torch.no_grad():
-        images = image_tokenizer.idxBl_to_img(samples, same_shape=True, last_one=True)
+    samples, images = transformer.generate(image_tokenizer, class_labels, args.top_k, args.temperature, generator)
     metrics = {
         # Averaged over the last logging window (all tokens, and per scale).
         "final_loss": window_loss,
@@ -238,8 +246,6 @@ def main(argv: list[str] | None = None) -> dict:
             used = ", ".join(f"{u['scale']}²: {u['used_codes']}" for u in usages)
             logger.info(f"codes used per scale ({name}): {used}")
         logger.info(f"final loss {metrics['final_loss']:.3f} (uniform: {metrics['uniform_loss']:.3f}); {output_dir}")
-    end_training(accelerator)
-    return metrics
 
 
 if __name__ == "__main__":

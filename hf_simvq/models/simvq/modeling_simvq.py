@@ -122,7 +122,8 @@ class SimVQModel(SimVQPreTrainedModel):
     """Encoder → SimVQ quantizer → decoder. `encode` turns images into token maps, `decode_tokens` turns them back.
 
     With `quantizer_type="multiscale_simvq"` it also speaks VAR's tokenizer interface: `img_to_idxBl`,
-    `idxBl_to_img`, `idxBl_to_var_input`, `get_next_autoregressive_input` and `quantize.embedding`.
+    `idxBl_to_img`, `idxBl_to_var_input`, `get_next_autoregressive_input`, `fhat_to_img`, `Cvae`, `vocab_size`,
+    `quantize.embedding` and `quantize.prog_si` (progressive training), so VAR's own `VAR(vae_local=...)` runs on it.
     """
 
     def __init__(self, config: SimVQConfig):
@@ -165,6 +166,21 @@ class SimVQModel(SimVQPreTrainedModel):
         """The effective `(codebook_size, embed_dim)` codebook (SimVQ: `C·Wᵀ + b`)."""
         return self.quantize.codebook()
 
+    @property
+    def Cvae(self) -> int:  # noqa: N802  (VAR's name, read by its transformer as `vae_local.Cvae`)
+        """Dimension of the latents and codes, as VAR's `VQVAE.Cvae`: the input width of VAR's word embedding."""
+        return self.config.embed_dim
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of codes, as VAR's `VQVAE.vocab_size`: the size of VAR's output head."""
+        return self.config.codebook_size
+
+    def fhat_to_img(self, f_hat: torch.FloatTensor) -> torch.FloatTensor:
+        """Latents `f_hat` `(B, d, h, w)` → images clamped to `[-1, 1]`, as VAR's `VQVAE.fhat_to_img` (its sampler's
+        last step)."""
+        return self.decode(f_hat).clamp(-1, 1)
+
     def _multiscale_quantizer(self, method: str) -> MultiScaleSimVQQuantizer:
         """The quantizer, when it is multi-scale; VAR's interface means nothing for a single token map."""
         if not isinstance(self.quantize, MultiScaleSimVQQuantizer):
@@ -178,7 +194,7 @@ class SimVQModel(SimVQPreTrainedModel):
     def img_to_idxBl(self, pixel_values: torch.FloatTensor) -> list[torch.LongTensor]:
         """Images in `[-1, 1]` → VAR's per-scale ids, a list of `(B, side²)` from the coarsest scale to the finest."""
         quantizer = self._multiscale_quantizer("img_to_idxBl")
-        return quantizer.split_scales(self.encode(pixel_values).image_tokens)
+        return quantizer.progressive_scales(quantizer.split_scales(self.encode(pixel_values).image_tokens))
 
     def idxBl_to_img(
         self, idx_list: list[torch.LongTensor], same_shape: bool, last_one: bool = False

@@ -88,6 +88,9 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
         # A plain attribute, not a submodule: the table is derived from C and W, so it must stay out of the state
         # dict, `parameters()` (no optimizer may train it) and `_init_weights`.
         object.__setattr__(self, "_embedding_table", None)
+        # VAR's progressive training (its trainer sets `quantize.prog_si`): when >= 0, only scales 0 … prog_si are in
+        # play, in `img_to_idxBl` and the teacher-forcing input; -1 (VAR's default) means every scale.
+        self.prog_si = -1
 
     @property
     def latent_size(self) -> int:
@@ -112,6 +115,10 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
             table = nn.Embedding.from_pretrained(codebook, freeze=True)
             object.__setattr__(self, "_embedding_table", table)
         return table
+
+    def progressive_scales(self, scale_indices: list[torch.LongTensor]) -> list[torch.LongTensor]:
+        """The per-scale ids that progressive training (`prog_si >= 0`) keeps: scales `0 … prog_si`."""
+        return scale_indices if self.prog_si < 0 else scale_indices[: self.prog_si + 1]
 
     def split_scales(self, image_tokens: torch.LongTensor) -> list[torch.LongTensor]:
         """Concatenated ids `(B, L)` → VAR's `idx_Bl` list of `(B, side²)`; `ValueError` when `L` does not fit."""
@@ -197,9 +204,10 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
 
         Position block `i` holds `f_hat` after scales `0 … i` (from `f_hat_per_scale`), area-downsampled to scale
         `i + 1`: what the transformer sees when it predicts scale `i + 1`. The first scale has no such input (VAR
-        starts it from the class token).
+        starts it from the class token). Under progressive training only scales `1 … prog_si` get an input.
         """
         self.check_scale_indices(scale_indices)
+        scale_indices = self.progressive_scales(scale_indices)
         if len(scale_indices) == 1:
             return torch.zeros(scale_indices[0].shape[0], 0, self.embed_dim, device=scale_indices[0].device)
         f_hats = self.f_hat_per_scale(scale_indices[:-1])
