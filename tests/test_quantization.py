@@ -177,3 +177,16 @@ def test_out_of_range_and_non_integer_ids_are_rejected(quantizer_class):
 def test_wrong_latent_shape_is_rejected():
     with pytest.raises(ValueError, match="embed_dim|batch, 8"):
         SimVQQuantizer(16, 8)(torch.randn(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize("quantizer_class", [SimVQQuantizer, VQQuantizer])
+def test_embedding_of_ids_is_the_code_they_decode_through_on_every_quantizer(quantizer_class):
+    """`quantize.embedding` means one thing everywhere (VAR's name): trained on VQ, derived and frozen on SimVQ."""
+    torch.manual_seed(0)
+    quantizer = quantizer_class(codebook_size=64, embed_dim=8)
+    ids = torch.randint(64, (5, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(quantizer.embedding(ids), quantizer.lookup(ids), rtol=0, atol=1e-6)
+    trained = {name for name, parameter in quantizer.named_parameters() if parameter.requires_grad}
+    assert ("embedding.weight" in trained) == (quantizer_class is VQQuantizer)
+    assert ("embedding.weight" in quantizer.state_dict()) == (quantizer_class is VQQuantizer)

@@ -65,7 +65,7 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
 
     It is a `SimVQQuantizer`, so the frozen codebook `C`, the projection `W`, the cached nearest-code search table,
     `lookup` and the id checks are those of single-scale SimVQ (and so are their parameter names); only `forward`
-    differs. `embedding` exposes the effective codebook as the `nn.Embedding` VAR's transformer reads.
+    differs (`embedding`, the effective codebook as an `nn.Embedding`, is what VAR's transformer reads).
     """
 
     def __init__(
@@ -85,9 +85,6 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
             Phi(embed_dim, quant_resi) if quant_resi > 0 else nn.Identity() for _ in range(num_shared_phi)
         )
         self.phi_of_scale = shared_phi_assignment(len(self.scales), num_shared_phi)
-        # A plain attribute, not a submodule: the table is derived from C and W, so it must stay out of the state
-        # dict, `parameters()` (no optimizer may train it) and `_init_weights`.
-        object.__setattr__(self, "_embedding_table", None)
         # VAR's progressive training (its trainer sets `quantize.prog_si`): when >= 0, only scales 0 … prog_si are in
         # play, in `img_to_idxBl` and the teacher-forcing input; -1 (VAR's default) means every scale.
         self.prog_si = -1
@@ -101,20 +98,6 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
     def sequence_length(self) -> int:
         """`L`, the number of tokens of all scales together."""
         return sum(side * side for side in self.scales)
-
-    @property
-    def embedding(self) -> nn.Embedding:
-        """The current effective codebook `C·Wᵀ + b` as a frozen `nn.Embedding`, as VAR's `quantize.embedding`.
-
-        It shares its storage with the cached search table, so it is rebuilt only when `C`, `W` or `b` change
-        (after an optimizer step, a load). Detached: VAR reads it from a frozen tokenizer.
-        """
-        codebook, _ = self._search_codebook()
-        table = self._embedding_table
-        if table is None or table.weight.data_ptr() != codebook.data_ptr():
-            table = nn.Embedding.from_pretrained(codebook, freeze=True)
-            object.__setattr__(self, "_embedding_table", table)
-        return table
 
     def progressive_scales(self, scale_indices: list[torch.LongTensor]) -> list[torch.LongTensor]:
         """The per-scale ids that progressive training (`prog_si >= 0`) keeps: scales `0 … prog_si`."""

@@ -197,6 +197,25 @@ class SimVQQuantizer(VectorQuantizer):
         self.register_buffer("frozen_codebook", torch.randn(codebook_size, embed_dim) * self.codebook_init_std)
         self.projection = nn.Linear(embed_dim, embed_dim, bias=projection_bias)
         self._search_cache: _SearchTable | None = None
+        # A plain attribute, not a submodule: the table is derived from C and W, so it must stay out of the state
+        # dict, `parameters()` (no optimizer may train it) and `_init_weights`.
+        object.__setattr__(self, "_embedding_table", None)
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The current effective codebook `C·Wᵀ + b` as a frozen `nn.Embedding`: `embedding(ids)` are the codes the
+        ids decode through, on every quantizer (`VQQuantizer` trains this table; here it is derived). VAR's
+        transformer reads it as `quantize.embedding`.
+
+        It shares its storage with the cached search table, so it is rebuilt only when `C`, `W` or `b` change
+        (after an optimizer step, a load). Detached: VAR reads it from a frozen tokenizer.
+        """
+        codebook, _ = self._search_codebook()
+        table = self._embedding_table
+        if table is None or table.weight.data_ptr() != codebook.data_ptr():
+            table = nn.Embedding.from_pretrained(codebook, freeze=True)
+            object.__setattr__(self, "_embedding_table", table)
+        return table
 
     def codebook(self) -> torch.Tensor:
         return self.projection(self.frozen_codebook)
