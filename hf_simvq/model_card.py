@@ -1,5 +1,8 @@
 """Model cards for trained SimVQ tokenizers, rendered from `model_cards/template.md` with huggingface_hub.
 
+The template ships inside the package (`hf_simvq/templates/model_card.md`, a link to the repository's
+`model_cards/template.md` that the wheel stores as a file), so a plain `pip install` can build cards too.
+
 The evaluation results go into the card's `model-index` metadata (as `EvalResult`s), so the Hub shows them and
 `ModelCard.load(...).data.eval_results` reads them back.
 """
@@ -11,7 +14,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .models.simvq.modeling_simvq import SimVQModel
 
-DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
+DEFAULT_TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 # result key → (metric type, display name, format); only results that were measured go into the card.
 CARD_METRICS = {
     "utilization": ("codebook_utilization", "Codebook utilization", "{:.2%}"),
@@ -51,8 +54,8 @@ def build_model_card(
     template_path = Path(template_path)
     if not template_path.is_file():
         raise FileNotFoundError(
-            f"Model card template not found at {template_path}; pass template_path (the repository ships "
-            "model_cards/template.md)."
+            f"Model card template not found at {template_path}; pass template_path (the package ships "
+            "hf_simvq/templates/model_card.md, the repository model_cards/template.md)."
         )
     config = model.config
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"simvq-{config.codebook_size}")
