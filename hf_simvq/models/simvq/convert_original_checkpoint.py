@@ -312,23 +312,28 @@ def config_fields(
 
 def load_converted_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], architecture: Architecture):
     """Rename and load `weights` into `model`, requiring the same keys and shapes; errors say which differ."""
-    converted = {architecture.rename(key): value for key, value in weights.items()}
+    original_names = {architecture.rename(key): key for key in weights}
+    converted = {name: weights[key] for name, key in original_names.items()}
     expected = model.state_dict()
-    unexpected = sorted(set(converted) - set(expected))
+    unexpected = sorted(original_names[name] for name in set(converted) - set(expected))
     missing = sorted(set(expected) - set(converted))
     wrong_shapes = [
-        f"{key}: checkpoint {tuple(value.shape)}, model {tuple(expected[key].shape)}"
-        for key, value in converted.items()
-        if key in expected and value.shape != expected[key].shape
+        f"{original_names[name]} (our {name}): checkpoint {tuple(value.shape)}, model {tuple(expected[name].shape)}"
+        for name, value in converted.items()
+        if name in expected and value.shape != expected[name].shape
     ]
     problems = [
         f"{label} {_listed(items)}"
-        for label, items in (("tensors the model lacks:", unexpected), ("missing:", missing), ("shapes:", wrong_shapes))
+        for label, items in (
+            ("checkpoint tensors the model has no place for:", unexpected),
+            ("model tensors the checkpoint lacks (our names):", missing),
+            ("shapes disagree:", wrong_shapes),
+        )
         if items
     ]
     if problems:
         raise ValueError(
-            f"The checkpoint does not match the {architecture.name} inferred from its shapes — " + "; ".join(problems)
+            f"The checkpoint does not match the {architecture.name} its shapes describe — " + "; ".join(problems)
         )
     model.load_state_dict(converted, strict=True)
 
