@@ -338,6 +338,7 @@ def test_card_names_the_source_and_marks_paper_results_as_reported(tmp_path):
     results = {result.metric_type: result for result in card.data.eval_results}
     assert results["rfid"].metric_value == 2.24 and results["psnr"].metric_value == 24.15
     assert results["ssim"].metric_value == 0.784 and results["codebook_utilization"].metric_value == 1.0
+    assert results["lpips"].metric_value == 0.12
     assert "arxiv.org/abs/2411.02038" in results["rfid"].source_url
     assert "Reported, not measured here" in card.text and "Measured on" not in card.text
     assert "| rFID | 2.24 |" in card.text and "50000 images" in card.text

@@ -28,18 +28,19 @@ from .modeling_simvq import SimVQModel
 logger = logging.getLogger(__name__)
 
 EMA_PREFIX = "model_ema."
-# Parts of a Lightning checkpoint that are not the tokenizer: the losses (discriminator, LPIPS) and EMA bookkeeping.
+# Parts of a Lightning checkpoint that are not the tokenizer: the losses (discriminator, LPIPS).
 IGNORED_PREFIXES = ("loss.",)
 PAPER = (
     "SimVQ: Addressing Representation Collapse in Vector Quantized Models (arXiv 2411.02038)",
     "https://arxiv.org/abs/2411.02038",
 )
-# The paper's Table 1, ImageNet-128, 50k validation images, by codebook size; SSIM as a fraction.
+# The paper's Table 1 (and the authors' README), ImageNet-128, 50k validation images, by codebook size; SSIM as a
+# fraction.
 IMAGENET128_REPORTED = {
-    1024: {"rfid": 3.67, "psnr": 22.34, "ssim": 0.708, "utilization": 1.0},
-    8192: {"rfid": 2.98, "psnr": 23.23, "ssim": 0.747, "utilization": 1.0},
-    65536: {"rfid": 2.24, "psnr": 24.15, "ssim": 0.784, "utilization": 1.0},
-    262144: {"rfid": 1.99, "psnr": 24.68, "ssim": 0.803, "utilization": 1.0},
+    1024: {"rfid": 3.67, "lpips": 0.16, "psnr": 22.34, "ssim": 0.708, "utilization": 1.0},
+    8192: {"rfid": 2.98, "lpips": 0.14, "psnr": 23.23, "ssim": 0.747, "utilization": 1.0},
+    65536: {"rfid": 2.24, "lpips": 0.12, "psnr": 24.15, "ssim": 0.784, "utilization": 1.0},
+    262144: {"rfid": 1.99, "lpips": 0.11, "psnr": 24.68, "ssim": 0.803, "utilization": 1.0},
 }
 MAX_LISTED = 8
 
@@ -115,41 +116,40 @@ def infer_image_simvq(weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def image_yaml_fields(config: dict) -> dict[str, tuple[str, Any]]:
-    """`{field: (yaml path, value)}` from the authors' LightningCLI config (`model.init_args.ddconfig` etc.)."""
+    """`{field: (yaml path, value)}` from the authors' config (LightningCLI `model.init_args`, or taming's
+    `model.params`), for the fields it sets."""
     model = config.get("model") if isinstance(config, dict) else None
-    arguments = (model or {}).get("init_args") or (model or {}).get("params") or {}
+    section = next((name for name in ("init_args", "params") if isinstance((model or {}).get(name), dict)), None)
+    arguments = model[section] if section else {}
     ddconfig, quantconfig = arguments.get("ddconfig"), arguments.get("quantconfig")
     if not isinstance(ddconfig, dict) or not isinstance(quantconfig, dict):
         raise ValueError(
             "The YAML has no model.init_args.ddconfig and model.init_args.quantconfig: pass the config.yaml that "
             "was saved next to the checkpoint (e.g. size128/config.yaml), or leave --config out."
         )
-    root = "model.init_args."
+    params = quantconfig.get("params") or {}
+    if params.get("e_dim") is not None and params["e_dim"] != ddconfig.get("z_channels"):
+        raise ValueError(
+            f"The YAML disagrees with itself: model.{section}.quantconfig.params.e_dim={params['e_dim']} but "
+            f"model.{section}.ddconfig.z_channels={ddconfig.get('z_channels')}; SimVQ quantizes the encoder output "
+            "directly."
+        )
+    target = quantconfig.get("target")
+    quantizer_type = None if not target else "simvq" if target.endswith(".SimVQ") else "vq"
+    ch_mult = ddconfig.get("ch_mult")
     fields = {
         "base_channels": ("ddconfig.ch", ddconfig.get("ch")),
-        "channel_multipliers": ("ddconfig.ch_mult", ddconfig.get("ch_mult")),
+        "channel_multipliers": ("ddconfig.ch_mult", list(ch_mult) if ch_mult is not None else None),
         "num_res_blocks": ("ddconfig.num_res_blocks", ddconfig.get("num_res_blocks")),
         "num_channels": ("ddconfig.in_channels", ddconfig.get("in_channels")),
         "out_channels": ("ddconfig.out_ch", ddconfig.get("out_ch")),
         "image_size": ("ddconfig.resolution", ddconfig.get("resolution")),
         "embed_dim": ("ddconfig.z_channels", ddconfig.get("z_channels")),
-    }
-    params = quantconfig.get("params") or quantconfig.get("init_args") or {}
-    target = quantconfig.get("target") or quantconfig.get("class_path") or ""
-    quantizer_fields = {
         "codebook_size": ("quantconfig.params.n_e", params.get("n_e")),
         "commitment_beta": ("quantconfig.params.beta", params.get("beta")),
-        "quantizer_type": ("quantconfig.target", "simvq" if target.endswith(".SimVQ") else "vq" if target else None),
+        "quantizer_type": ("quantconfig.target", quantizer_type),
     }
-    found = {name: (root + path, value) for name, (path, value) in {**fields, **quantizer_fields}.items()}
-    if params.get("e_dim") is not None and params["e_dim"] != ddconfig.get("z_channels"):
-        raise ValueError(
-            f"The YAML disagrees with itself: {root}quantconfig.params.e_dim={params['e_dim']} but "
-            f"{root}ddconfig.z_channels={ddconfig.get('z_channels')}; SimVQ quantizes the encoder output directly."
-        )
-    if isinstance(found["channel_multipliers"][1], (list, tuple)):
-        found["channel_multipliers"] = (found["channel_multipliers"][0], list(found["channel_multipliers"][1]))
-    return {name: entry for name, entry in found.items() if entry[1] is not None}
+    return {name: (f"model.{section}.{path}", value) for name, (path, value) in fields.items() if value is not None}
 
 
 # improved_model.Encoder/Decoder (their names) → our autoencoder. Their decoder's `up[level]` is indexed by level
