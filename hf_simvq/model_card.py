@@ -37,6 +37,8 @@ def build_model_card(
     repo_id: str | None = None,
     dataset_split: str = "validation",
     template_path: str | Path = DEFAULT_TEMPLATE_PATH,
+    reported_by: tuple[str, str] | None = None,
+    source_checkpoint: str | None = None,
 ) -> ModelCard:
     """A `ModelCard` for `model` with `model-index` eval results, data, recipe, codebook size, usage and grid.
 
@@ -50,6 +52,10 @@ def build_model_card(
         model_name: title and `model-index` name; defaults to the last part of `repo_id`, or a descriptive name.
         repo_id: Hub id used in the usage snippet; defaults to `model_name`.
         template_path: a Jinja template with a `{{ card_data }}` front matter block.
+        reported_by: `(name, url)` of the publication the results are quoted from, for weights converted rather
+            than trained here; the card then presents them as reported, not measured, and `model-index` names the
+            source.
+        source_checkpoint: the original file the weights were converted from, named in the card.
     """
     template_path = Path(template_path)
     if not template_path.is_file():
@@ -71,6 +77,8 @@ def build_model_card(
             metric_type=CARD_METRICS[key][0],
             metric_name=CARD_METRICS[key][1],
             metric_value=value,
+            source_name=reported_by[0] if reported_by else None,
+            source_url=reported_by[1] if reported_by else None,
         )
         for key, value in measured.items()
     ]
@@ -104,6 +112,8 @@ def build_model_card(
         metrics_table=[(CARD_METRICS[key][1], CARD_METRICS[key][2].format(value)) for key, value in measured.items()],
         reconstruction_grid=reconstruction_grid,
         training_args=recipe,
+        reported_by=reported_by,
+        source_checkpoint=source_checkpoint,
     )
 
 

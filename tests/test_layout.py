@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from transformers.dynamic_module_utils import get_relative_import_files
+
 import hf_simvq
 
 # For each module: forget every hf_simvq module, then import that one first. A circle between two modules fails
@@ -40,9 +42,23 @@ def test_every_module_imports_first_without_a_circle():
         assert f"imported {len(modules)}" in result.stdout
 
 
+# Tools that live with the model but are never copied with it: they may use the rest of the package.
+NOT_COPIED = {"convert_original_checkpoint.py"}  # writes the package's model card (hf_simvq.model_card)
+
+
 def test_model_folder_imports_only_one_level_relatively():
     """`save_pretrained` copies the model's files for trust_remote_code, following only `from .x import` imports."""
     folder = Path(hf_simvq.__file__).parent / "models" / "simvq"
     for path in folder.glob("*.py"):
+        if path.name in NOT_COPIED:
+            continue
         for line in path.read_text().splitlines():
             assert not line.lstrip().startswith(("from ..", "from hf_simvq")), f"{path.name}: {line}"
+
+
+def test_tools_outside_the_rule_are_never_copied_with_the_model():
+    """No registered file imports an exempt tool, so transformers' copier (relative imports, recursively) skips it."""
+    folder = Path(hf_simvq.__file__).parent / "models" / "simvq"
+    registered = ("modeling_simvq.py", "configuration_simvq.py", "image_processing_simvq.py")
+    copied = {Path(path).name for name in registered for path in get_relative_import_files(str(folder / name))}
+    assert "quantization.py" in copied and copied.isdisjoint(NOT_COPIED)

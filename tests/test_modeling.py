@@ -137,3 +137,48 @@ def test_saved_folder_loads_with_trust_remote_code_where_hf_simvq_is_not_install
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert "remote-code-ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_depth_to_space_is_dcr_ordered_not_pixel_shuffle():
+    """Channel `(i·2 + j)·c + k` goes to pixel `(i, j)` of channel `k`, as the reference upsampler; CRD differs."""
+    from hf_simvq.models.simvq.autoencoder import depth_to_space
+
+    channels = 3
+    x = torch.arange(4 * channels, dtype=torch.float32).view(1, 4 * channels, 1, 1)
+    out = depth_to_space(x)
+    assert out.shape == (1, channels, 2, 2)
+    for k in range(channels):
+        for i in range(2):
+            for j in range(2):
+                assert out[0, k, i, j] == (i * 2 + j) * channels + k
+    assert not torch.equal(out, torch.nn.functional.pixel_shuffle(x, 2))
+
+
+def test_decoder_has_the_reference_block_structure():
+    """Per level `num_res_blocks` blocks (not + 1), indexed like the encoder's, an upsampler on all but the finest."""
+    model = SimVQModel(tiny_config(num_res_blocks=2))
+    decoder = model.decoder
+    assert [len(stage.blocks) for stage in decoder.stages] == [2, 2, 2] and len(decoder.mid) == 2
+    assert decoder.stages[0].upsample is None and all(stage.upsample is not None for stage in decoder.stages[1:])
+    widths = [32 * m for m in model.config.channel_multipliers]
+    assert [stage.blocks[-1].conv2.out_channels for stage in decoder.stages] == widths
+
+
+def test_folder_of_the_earlier_decoder_is_refused_with_the_reason(tmp_path):
+    """Folders saved with `num_res_blocks + 1` decoder blocks would load with a warning and decode wrongly."""
+    from safetensors.torch import save_file
+
+    model = SimVQModel(tiny_config())
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    extra = {
+        k.replace(".blocks.0.", ".blocks.1."): v.clone()
+        for k, v in weights.items()
+        if "decoder.stages.0.blocks.0." in k
+    }
+    save_file({**weights, **extra}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="earlier hf-simvq whose decoder had num_res_blocks \\+ 1 = 2 blocks"):
+        AutoModel.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    loaded, info = SimVQModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert isinstance(loaded, SimVQModel) and not info["unexpected_keys"]

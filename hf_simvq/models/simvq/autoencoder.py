@@ -23,6 +23,18 @@ class ResnetBlock(nn.Module):
         return residual + hidden_states
 
 
+def depth_to_space(hidden_states: torch.Tensor, block_size: int = 2) -> torch.Tensor:
+    """`(B, s²·c, h, w)` → `(B, c, s·h, s·w)` in DCR order: channel `(i·s + j)·c + k` lands on pixel `(i, j)` of `k`.
+
+    The reference upsampler uses this order; `F.pixel_shuffle` is CRD (channel `k·s² + i·s + j`), so the same
+    weights would give a different image.
+    """
+    batch, channels, height, width = hidden_states.shape
+    hidden_states = hidden_states.view(batch, block_size, block_size, channels // block_size**2, height, width)
+    hidden_states = hidden_states.permute(0, 3, 4, 1, 5, 2)
+    return hidden_states.reshape(batch, channels // block_size**2, height * block_size, width * block_size)
+
+
 class Upsample(nn.Module):
     """Doubles the resolution: a 3×3 conv to four times the channels, then depth-to-space (no checkerboard)."""
 
@@ -31,7 +43,7 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels * 4, 3, padding=1)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(hidden_states), 2)
+        return depth_to_space(self.conv(hidden_states))
 
 
 class Encoder(nn.Module):
@@ -77,7 +89,11 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latents `(B, embed_dim, h, w)` → image `(B, C, h·f, w·f)`; the encoder's mirror image."""
+    """Latents `(B, embed_dim, h, w)` → image `(B, C, h·f, w·f)`; the encoder's mirror image.
+
+    `stages[level]` works at the resolution of `encoder.stages[level]`; they run from the coarsest level to the
+    finest, each with `num_res_blocks` blocks and (but the finest) an upsampler, as in the reference decoder.
+    """
 
     def __init__(
         self,
@@ -93,15 +109,16 @@ class Decoder(nn.Module):
         channels = widths[-1]
         self.conv_in = nn.Conv2d(embed_dim, channels, 3, padding=1)
         self.mid = nn.ModuleList(ResnetBlock(channels, channels, norm_num_groups) for _ in range(num_res_blocks))
-        self.stages = nn.ModuleList()
+        stages = []
         for level in reversed(range(len(widths))):
             stage = nn.Module()
             stage.blocks = nn.ModuleList()
-            for _ in range(num_res_blocks + 1):
+            for _ in range(num_res_blocks):
                 stage.blocks.append(ResnetBlock(channels, widths[level], norm_num_groups))
                 channels = widths[level]
             stage.upsample = Upsample(channels) if level > 0 else None
-            self.stages.append(stage)
+            stages.insert(0, stage)
+        self.stages = nn.ModuleList(stages)
         self.norm_out = nn.GroupNorm(norm_num_groups, channels, eps=1e-6)
         self.conv_out = nn.Conv2d(channels, out_channels, 3, padding=1)
 
@@ -109,7 +126,7 @@ class Decoder(nn.Module):
         hidden_states = self.conv_in(latents)
         for block in self.mid:
             hidden_states = block(hidden_states)
-        for stage in self.stages:
+        for stage in reversed(self.stages):
             for block in stage.blocks:
                 hidden_states = block(hidden_states)
             if stage.upsample is not None:

@@ -1,6 +1,7 @@
 """SimVQ image tokenizer as a transformers `PreTrainedModel`: images ↔ integer token maps."""
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -132,6 +133,25 @@ class SimVQModel(SimVQPreTrainedModel):
         self.quantize = build_quantizer(config)
         self.decoder = build_decoder(config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing folders saved before the decoder was the authors' one.
+
+        Those decoders had `num_res_blocks + 1` blocks per level and a `pixel_shuffle` upsampler (another channel
+        order): transformers would only warn about the extra block and the model would decode different images.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        extra_block = re.compile(rf"decoder\.stages\.\d+\.blocks\.{model.config.num_res_blocks}\.")
+        if any(extra_block.match(key) for key in loading_info["unexpected_keys"]):
+            raise ValueError(
+                f"{args[0] if args else kwargs.get('pretrained_model_name_or_path')} was saved by an earlier "
+                f"hf-simvq whose decoder had num_res_blocks + 1 = {model.config.num_res_blocks + 1} blocks per level "
+                "and another upsampler channel order; this version builds the SimVQ authors' decoder and would "
+                "decode it wrongly. Retrain it, or load it with the hf-simvq version that saved it."
+            )
+        return (model, loading_info) if output_loading_info else model
 
     def encode(self, pixel_values: torch.FloatTensor) -> SimVQEncoderOutput:
         """Images in `[-1, 1]`, `(B, C, H, W)` → latents, quantized latents and token map `(B, H/f, W/f)`."""
