@@ -22,8 +22,8 @@ class SimVQAudioConfig(WavTokenizerConfig):
         codebook_dim (`int`, *optional*): dimension of the codes; `hidden_size` when unset, the only value allowed
             (SimVQ quantizes the latents without projections around the quantizer).
         commitment_beta (`float`, defaults to 0.25): weight of `‖z − sg(q)‖²`, the encoder-side commitment term.
-        codebook_init_std (`float`, *optional*): standard deviation of the frozen Gaussian codebook; `hidden_size ** -0.5`
-            when unset, as in the reference implementation.
+        codebook_init_std (`float`, *optional*): standard deviation of the frozen Gaussian codebook;
+            `hidden_size ** -0.5` when unset, as in the reference implementation.
         projection_bias (`bool`, defaults to `True`): whether the SimVQ projection `W` has a bias `b`.
         adanorm_num_embeddings (`int`, defaults to 1): one codebook means one bandwidth, so the backbone's adaptive
             layer norms hold a single (scale, shift) row: exactly the authors' plain `LayerNorm`.
@@ -69,7 +69,7 @@ class SimVQAudioConfig(WavTokenizerConfig):
                 f"`upsampling_ratios` must be a non-empty list of positive strides, got {self.upsampling_ratios}."
             )
         if self.audio_channels != 1:
-            raise ValueError(f"SimVQ audio tokenizes mono audio: `audio_channels` must be 1, got {self.audio_channels}.")
+            raise ValueError(f"SimVQ audio is mono: `audio_channels` must be 1, got {self.audio_channels}.")
         if self.codebook_size < 2:
             raise ValueError(f"`codebook_size` must be at least 2, got {self.codebook_size}.")
         if self.codebook_dim != self.hidden_size:
@@ -79,7 +79,8 @@ class SimVQAudioConfig(WavTokenizerConfig):
             )
         if self.adanorm_num_embeddings != 1:
             raise ValueError(
-                f"One codebook has one bandwidth: `adanorm_num_embeddings` must be 1, got {self.adanorm_num_embeddings}."
+                "One codebook has one bandwidth: `adanorm_num_embeddings` must be 1, got "
+                f"{self.adanorm_num_embeddings}."
             )
         if self.commitment_beta < 0:
             raise ValueError(f"`commitment_beta` must be non-negative, got {self.commitment_beta}.")

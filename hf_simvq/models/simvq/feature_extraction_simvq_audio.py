@@ -21,7 +21,8 @@ class SimVQAudioFeatureExtractor(WavTokenizerFeatureExtractor):
 
     def pad(self, processed_features, *args, pad_to_multiple_of: int | None = None, **kwargs):
         """`SequenceFeatureExtractor.pad`, rounding padded lengths up to a multiple of the hop unless told otherwise."""
-        return super().pad(processed_features, *args, pad_to_multiple_of=pad_to_multiple_of or self.hop_length, **kwargs)
+        pad_to_multiple_of = pad_to_multiple_of or self.hop_length
+        return super().pad(processed_features, *args, pad_to_multiple_of=pad_to_multiple_of, **kwargs)
 
 
 __all__ = ["SimVQAudioFeatureExtractor"]

@@ -80,10 +80,10 @@ def nearest_code_indices(
 class QuantizerOutput(ModelOutput):
     """
     Args:
-        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)` or `(batch_size, embed_dim, frames)`):
-            The nearest codes. While gradients flow, it carries the straight-through estimator
-            `z + sg(q − z)` so the encoder receives the decoder's gradient.
-        indices (`torch.LongTensor` of shape `(batch_size, height, width)` or `(batch_size, frames)`):
+        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)` or `(B, d, frames)`):
+            The nearest codes, laid out as the latents. While gradients flow, it carries the straight-through
+            estimator `z + sg(q − z)` so the encoder receives the decoder's gradient.
+        indices (`torch.LongTensor` of shape `(batch_size, height, width)`, audio `(batch_size, frames)`):
             Index of the chosen code at every position.
         loss (`torch.FloatTensor` of shape `()`):
             `beta·‖z − sg(q)‖² + ‖sg(z) − q‖²`: the first term trains the encoder, the second the codebook
