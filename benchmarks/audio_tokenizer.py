@@ -6,7 +6,9 @@ SimVQ's tiled exact search over `C·Wᵀ + b` (cached for inference) vs WavToken
 matrix. For 4,096 and 262,144 codes it prints, per model and direction:
   - seconds of audio processed per second of wall time (batch 1, 10 s of audio), from the median and from the best
     of the repeats: on a shared machine the best is the closer reading of what the code costs;
-  - the peak resident memory the call adds (each row runs in its own process, the peak reset before the call).
+  - the process's peak resident memory during the timed calls, and how much of it is the model's own weights and
+    buffers (each row runs in its own process; the peak is reset after a warm-up call). The allocator keeps memory
+    freed by the warm-up, so "peak − weights" is the call's working memory plus the interpreter, not a delta.
 
     python benchmarks/audio_tokenizer.py
 """
@@ -54,12 +56,12 @@ def worker(name: str, codebook_size: int, direction: str, repeats: int) -> dict:
         call = (lambda: model.encode(audio)) if direction == "encode" else (lambda: model.decode(codes))
         call()  # warm-up: allocator, caches, SimVQ's effective-codebook table
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
-        baseline = _rss_kib("VmRSS")
         times = [_seconds(call) for _ in range(repeats)]
     return {
         "median_seconds": statistics.median(times),
         "best_seconds": min(times),
-        "peak_added_mib": (_rss_kib("VmHWM") - baseline) / 1024,
+        "peak_mib": _rss_kib("VmHWM") / 1024,
+        "weights_mib": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20,
         "frames": codes.shape[-1],
     }
 
@@ -85,7 +87,7 @@ def main() -> None:
         f"load average before the run {os.getloadavg()[0]:.2f}\n"
     )
     columns = ["      K", "model        ", "direction", "frames", "median s", "audio s/s", "best s", "audio s/s"]
-    header = " | ".join([*columns, "peak MiB"])
+    header = " | ".join([*columns, "peak MiB", "weights MiB"])
     print(header)
     print("-" * len(header))
     for codebook_size in CODEBOOK_SIZES:
@@ -96,7 +98,7 @@ def main() -> None:
                     f"{codebook_size:>7} | {name:<13} | {direction:<9} | {row['frames']:>6} | "
                     f"{row['median_seconds']:>8.3f} | {SECONDS_OF_AUDIO / row['median_seconds']:>9.1f} | "
                     f"{row['best_seconds']:>6.3f} | {SECONDS_OF_AUDIO / row['best_seconds']:>9.1f} | "
-                    f"{row['peak_added_mib']:>8.1f}"
+                    f"{row['peak_mib']:>8.0f} | {row['weights_mib']:>11.0f}"
                 )
 
 
