@@ -248,6 +248,10 @@ class SimVQAudioModel(SimVQAudioPreTrainedModel):
         padding_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> SimVQAudioOutput | tuple:
+        """Encode, quantize and decode: the reconstruction (trimmed to the input's length), codes and loss to train.
+
+        Decodes the straight-through quantized latents, so the reconstruction loss reaches the encoder.
+        """
         encoded = self.encode(input_values, padding_mask=padding_mask)
         output = SimVQAudioOutput(
             audio_values=self.decode_latents(encoded.quantized)[..., : input_values.shape[-1]],
