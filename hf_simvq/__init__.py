@@ -1,16 +1,25 @@
-"""hf-simvq: SimVQ image tokenizers as Hugging Face models.
+"""hf-simvq: SimVQ image and speech tokenizers as Hugging Face models.
 
 Importing the package registers the classes with transformers' Auto classes, so `AutoModel.from_pretrained(folder)`
 works for any saved SimVQ model, and marks them for `save_pretrained` to copy their code, so a saved folder also
 loads with `trust_remote_code=True` where hf_simvq is not installed.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForAudioTokenization
 
 from .models.simvq.configuration_simvq import SimVQConfig
+from .models.simvq.configuration_simvq_audio import SimVQAudioConfig
 from .models.simvq.diffusers_simvq import SimVQVQModel
+from .models.simvq.feature_extraction_simvq_audio import SimVQAudioFeatureExtractor
 from .models.simvq.image_processing_simvq import SimVQImageProcessor
 from .models.simvq.modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
+from .models.simvq.modeling_simvq_audio import (
+    SimVQAudioDecoderOutput,
+    SimVQAudioEncoderOutput,
+    SimVQAudioModel,
+    SimVQAudioOutput,
+    SimVQAudioPreTrainedModel,
+)
 from .models.simvq.multiscale_quantization import MultiScaleQuantizerOutput, MultiScaleSimVQQuantizer
 from .models.simvq.quantization import QuantizerOutput, SimVQQuantizer, VQQuantizer, nearest_code_indices
 
@@ -21,7 +30,22 @@ SimVQConfig.register_for_auto_class()
 SimVQModel.register_for_auto_class("AutoModel")
 SimVQImageProcessor.register_for_auto_class("AutoImageProcessor")
 
+AutoConfig.register(SimVQAudioConfig.model_type, SimVQAudioConfig, exist_ok=True)
+AutoModel.register(SimVQAudioConfig, SimVQAudioModel, exist_ok=True)
+AutoModelForAudioTokenization.register(SimVQAudioConfig, SimVQAudioModel, exist_ok=True)
+AutoFeatureExtractor.register(SimVQAudioConfig, SimVQAudioFeatureExtractor, exist_ok=True)
+SimVQAudioConfig.register_for_auto_class()
+SimVQAudioModel.register_for_auto_class("AutoModel")
+SimVQAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
 __all__ = [
+    "SimVQAudioConfig",
+    "SimVQAudioDecoderOutput",
+    "SimVQAudioEncoderOutput",
+    "SimVQAudioFeatureExtractor",
+    "SimVQAudioModel",
+    "SimVQAudioOutput",
+    "SimVQAudioPreTrainedModel",
     "MultiScaleQuantizerOutput",
     "MultiScaleSimVQQuantizer",
     "QuantizerOutput",

@@ -1,7 +1,12 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 
-from hf_simvq import SimVQConfig, SimVQModel
+from hf_simvq import SimVQAudioConfig, SimVQConfig, SimVQModel
 
 
 def tiny_config(**overrides) -> SimVQConfig:
@@ -16,6 +21,42 @@ def tiny_config(**overrides) -> SimVQConfig:
     }
     values.update(overrides)
     return SimVQConfig(**values)
+
+
+def tiny_audio_config(**overrides) -> SimVQAudioConfig:
+    """A speech tokenizer small enough for CPU tests: hop 8 (3,000 codes/s at 24 kHz), 16-d latents, 64 codes."""
+    values = {
+        "num_filters": 8,
+        "upsampling_ratios": [4, 2],
+        "num_lstm_layers": 1,
+        "hidden_size": 16,
+        "decoder_hidden_size": 32,
+        "decoder_intermediate_size": 64,
+        "decoder_num_layers": 2,
+        "decoder_attention_num_groups": 4,
+        "codebook_size": 64,
+    }
+    values.update(overrides)
+    return SimVQAudioConfig(**values)
+
+
+# Runs a script in a fresh interpreter where `import hf_simvq` fails, as on a machine without the package.
+HIDE_HF_SIMVQ = """
+import importlib.abc, sys
+
+class HideHfSimvq(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "hf_simvq":
+            raise ModuleNotFoundError("hf_simvq is hidden in this test")
+
+sys.meta_path.insert(0, HideHfSimvq())
+"""
+
+
+def run_without_hf_simvq(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `script` in a subprocess that cannot import hf_simvq (the `trust_remote_code=True` route)."""
+    code = HIDE_HF_SIMVQ + textwrap.dedent(script)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 @pytest.fixture

@@ -1,10 +1,6 @@
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_without_hf_simvq, tiny_config
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
@@ -112,15 +108,7 @@ def test_saved_folder_loads_with_trust_remote_code_where_hf_simvq_is_not_install
     torch.save({"images": images}, tmp_path / "inputs.pt")
     with torch.no_grad():
         torch.save({"tokens": model.encode(images).image_tokens}, tmp_path / "expected.pt")
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys
-
-        class HideHfSimvq(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split(".")[0] == "hf_simvq":
-                    raise ModuleNotFoundError("hf_simvq is hidden in this test")
-
-        sys.meta_path.insert(0, HideHfSimvq())
+    script = f"""
         import torch
         from transformers import AutoImageProcessor, AutoModel
 
@@ -134,8 +122,8 @@ def test_saved_folder_loads_with_trust_remote_code_where_hf_simvq_is_not_install
         with torch.no_grad():
             assert torch.equal(model.encode(images).image_tokens, expected)
         print("remote-code-ok")
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    """
+    result = run_without_hf_simvq(script, tmp_path)
     assert "remote-code-ok" in result.stdout, result.stderr[-3000:]
 
 

@@ -80,10 +80,10 @@ def nearest_code_indices(
 class QuantizerOutput(ModelOutput):
     """
     Args:
-        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
-            The nearest codes. While gradients flow, it carries the straight-through estimator
-            `z + sg(q − z)` so the encoder receives the decoder's gradient.
-        indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
+        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)` or `(B, d, frames)`):
+            The nearest codes, laid out as the latents. While gradients flow, it carries the straight-through
+            estimator `z + sg(q − z)` so the encoder receives the decoder's gradient.
+        indices (`torch.LongTensor` of shape `(batch_size, height, width)`, audio `(batch_size, frames)`):
             Index of the chosen code at every position.
         loss (`torch.FloatTensor` of shape `()`):
             `beta·‖z − sg(q)‖² + ‖sg(z) − q‖²`: the first term trains the encoder, the second the codebook
@@ -133,19 +133,21 @@ class VectorQuantizer(nn.Module):
             )
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        if latents.ndim != 4 or latents.shape[1] != self.embed_dim:
+        """Quantize image latents `(B, d, H, W)` or sequence latents `(B, d, T)` (audio); indices drop the `d` axis."""
+        if latents.ndim not in (3, 4) or latents.shape[1] != self.embed_dim:
             raise ValueError(
-                f"Expected latents of shape (batch, {self.embed_dim}, height, width), got {tuple(latents.shape)}."
+                f"Expected latents of shape (batch, {self.embed_dim}, height, width) or (batch, {self.embed_dim}, "
+                f"frames), got {tuple(latents.shape)}."
             )
-        batch, dim, height, width = latents.shape
-        flat = latents.permute(0, 2, 3, 1).reshape(-1, dim)
+        batch, dim, *positions = latents.shape
+        flat = latents.movedim(1, -1).reshape(-1, dim)
         indices = nearest_code_indices(flat, *self._search_codebook())
-        codes = self.lookup(indices).to(latents.dtype).view(batch, height, width, dim).permute(0, 3, 1, 2)
+        codes = self.lookup(indices).to(latents.dtype).view(batch, *positions, dim).movedim(-1, 1)
         loss = self.commitment_beta * F.mse_loss(latents, codes.detach()) + F.mse_loss(codes, latents.detach())
         # Straight-through only where a gradient can flow: outside autograd the codes themselves are returned, so
         # decoding them is bit-identical to decoding their indices.
         quantized = latents + (codes - latents).detach() if latents.requires_grad else codes
-        return QuantizerOutput(quantized=quantized, indices=indices.view(batch, height, width), loss=loss)
+        return QuantizerOutput(quantized=quantized, indices=indices.view(batch, *positions), loss=loss)
 
     def tokens_to_latents(self, image_tokens: torch.LongTensor) -> torch.Tensor:
         """A token map `(B, h, w)` → the quantized latents `(B, d, h, w)` it stands for; validates rank and ids."""
