@@ -22,8 +22,11 @@ import yaml
 from hf_simvq.model_card import build_model_card
 
 from .configuration_simvq import SimVQConfig
+from .configuration_simvq_audio import SimVQAudioConfig
+from .feature_extraction_simvq_audio import SimVQAudioFeatureExtractor
 from .image_processing_simvq import SimVQImageProcessor
 from .modeling_simvq import SimVQModel
+from .modeling_simvq_audio import SimVQAudioModel
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,10 @@ class Architecture:
         config_defaults: fields the reference code fixes rather than the shapes (e.g. 32 GroupNorm groups).
         build_processor: config → the preprocessor saved next to the weights.
         reported_results: `(config fields, results)` pairs: the paper's numbers, for a config with those fields.
+        dropped_keys: patterns (full match) of original keys our model has no place for, by design: modules the
+            authors build but never run, buffers our model rebuilds.
+        adapt: `(our name, tensor) → tensor` for tensors whose layout differs from ours (not only their name).
+        card_dataset: the dataset named in the model card; `None` writes no card (the template is the image one).
     """
 
     name: str
@@ -73,6 +80,9 @@ class Architecture:
     model_class: type = SimVQModel
     build_processor: Callable[[Any], Any] = lambda config: SimVQImageProcessor.from_image_size(config.image_size)
     reported_results: tuple[tuple[dict[str, Any], dict[str, float]], ...] = ()
+    dropped_keys: tuple[str, ...] = ()
+    adapt: Callable[[str, torch.Tensor], torch.Tensor] = lambda name, tensor: tensor
+    card_dataset: str | None = "ILSVRC/imagenet-1k"
 
     def rename(self, key: str) -> str:
         for pattern, replacement in self.rename_rules:
@@ -198,8 +208,122 @@ IMAGE_VQ = Architecture(
     yaml_fields=image_yaml_fields,
     config_defaults={"quantizer_type": "vq", "norm_num_groups": 32, "image_size": 128},
 )
+
+
+def infer_audio_simvq(weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """`SimVQAudioConfig` fields of a `taming.models.vq_audio.VQModel` checkpoint, read off its tensor shapes.
+
+    The SEANet encoder is one `nn.Sequential`: a first convolution, then per stride its residual units and a
+    downsampling convolution (kernel `2·ratio`, twice the channels), the LSTM and a last convolution to the latents.
+    """
+    convs = {
+        index: weights[f"encoder.model.{index}.conv.conv.weight_v"]
+        for index in _numbered(weights, r"encoder\.model\.(\d+)\.conv\.conv\.weight_v")
+    }
+    units = _numbered(weights, r"encoder\.model\.(\d+)\.block\.1\.conv\.conv\.weight_v")
+    if len(convs) < 3 or not units or min(convs) != 0:
+        raise ValueError(
+            "The encoder (encoder.model.<i>) lacks its first, downsampling or last convolution or its residual "
+            "units: this is not the authors' SEANetEncoder."
+        )
+    first, *downsampling, last = sorted(convs)
+    codebook_size, hidden_size = weights["quantize.embedding.weight"].shape
+    unit = weights[f"encoder.model.{units[0]}.block.1.conv.conv.weight_v"]
+    hop_length = 1
+    ratios = [convs[index].shape[-1] // 2 for index in downsampling]
+    for ratio in ratios:
+        hop_length *= ratio
+    decoder_hidden_size = weights["backbone.embed.weight"].shape[0]
+    n_fft = weights["head.out.weight"].shape[0] - 2
+    if n_fft != 4 * hop_length:
+        raise ValueError(
+            f"The ISTFT head predicts {n_fft + 2} values a frame (n_fft {n_fft}), but transformers' ISTFT head (and "
+            f"SimVQAudioConfig) use n_fft = 4 × hop = {4 * hop_length}; this checkpoint cannot be converted."
+        )
+    return {
+        "num_filters": convs[first].shape[0],
+        "kernel_size": convs[first].shape[-1],
+        "last_kernel_size": convs[last].shape[-1],
+        "upsampling_ratios": ratios[::-1],  # the encoder runs them in reverse
+        "num_residual_layers": sum(index < downsampling[0] for index in units),
+        "residual_kernel_size": unit.shape[-1],
+        "compress": unit.shape[1] // unit.shape[0],
+        "use_conv_shortcut": f"encoder.model.{units[0]}.shortcut.conv.conv.weight_v" in weights,
+        "num_lstm_layers": len(_numbered(weights, r"encoder\.model\.\d+\.lstm\.weight_ih_l(\d+)")),
+        "hidden_size": hidden_size,
+        "codebook_size": codebook_size,
+        "projection_bias": "quantize.embedding_proj.bias" in weights,
+        "decoder_hidden_size": decoder_hidden_size,
+        "decoder_intermediate_size": weights["backbone.convnext.0.pwconv1.weight"].shape[0],
+        "decoder_num_layers": len(_numbered(weights, r"backbone\.convnext\.(\d+)\.gamma")),
+    }
+
+
+def audio_yaml_fields(config: dict) -> dict[str, tuple[str, Any]]:
+    """`{field: (yaml path, value)}` from the authors' audio LightningCLI config (configs/libritts_24khz.yaml)."""
+    model = config.get("model") if isinstance(config, dict) else None
+    arguments = (model or {}).get("init_args") or {}
+    ddconfig, quantconfig = arguments.get("ddconfig"), arguments.get("quantconfig")
+    if not isinstance(ddconfig, dict) or not isinstance(quantconfig, dict):
+        raise ValueError(
+            "The YAML has no model.init_args.ddconfig and model.init_args.quantconfig: pass the config.yaml that "
+            "was saved next to the audio checkpoint (e.g. configs/libritts_24khz.yaml), or leave --config out."
+        )
+    params = quantconfig.get("params") or {}
+    fields = {
+        "use_causal_conv": ("ddconfig.causal", ddconfig.get("causal")),
+        "hidden_size": ("ddconfig.dimension", ddconfig.get("dimension")),
+        "codebook_size": ("quantconfig.params.n_e", params.get("n_e")),
+        "commitment_beta": ("quantconfig.params.beta", params.get("beta")),
+        "sampling_rate": ("sample_rate", arguments.get("sample_rate")),
+    }
+    if params.get("e_dim") is not None and params["e_dim"] != ddconfig.get("dimension"):
+        raise ValueError(
+            f"The YAML disagrees with itself: quantconfig.params.e_dim={params['e_dim']} but ddconfig.dimension="
+            f"{ddconfig.get('dimension')}; SimVQ quantizes the encoder output directly."
+        )
+    return {name: ("model.init_args." + path, value) for name, (path, value) in fields.items() if value is not None}
+
+
+# taming.models.vq_audio.VQModel (their names) → SimVQAudioModel. The encoder's nn.Sequential indices carry over (our
+# WavTokenizerEncoder lists the same layers in the same order); old-style weight norm (weight_g, weight_v) becomes
+# the parametrization (original0, original1); the backbone's LayerNorms become one-row adaptive norms (see `adapt`).
+AUDIO_SIMVQ = Architecture(
+    name="SimVQ speech tokenizer (taming.models.vq_audio.VQModel + quantize.SimVQ1D)",
+    signature=(
+        "encoder.model.0.conv.conv.weight_v",
+        "backbone.embed.weight",
+        "head.out.weight",
+        "quantize.embedding.weight",
+        "quantize.embedding_proj.weight",
+    ),
+    rename_rules=(
+        (r"^encoder\.model\.", "encoder.layers."),
+        (r"\.conv\.conv\.weight_g$", ".conv.parametrizations.weight.original0"),
+        (r"\.conv\.conv\.weight_v$", ".conv.parametrizations.weight.original1"),
+        (r"\.conv\.conv\.bias$", ".conv.bias"),
+        (r"^quantize\.embedding\.weight$", "quantize.frozen_codebook"),
+        (r"^quantize\.embedding_proj\.", "quantize.projection."),
+        (r"^(backbone\.(?:convnext\.\d+\.)?norm)\.weight$", r"\1.scale.weight"),
+        (r"^(backbone\.(?:convnext\.\d+\.)?norm)\.bias$", r"\1.shift.weight"),
+        (r"^head\.out\.", "head.linear."),
+    ),
+    frozen_keys=("quantize.embedding.weight",),
+    infer_config=infer_audio_simvq,
+    yaml_fields=audio_yaml_fields,
+    config_defaults={"decoder_attention_num_groups": 32},  # their Normalize() in the backbone's pos_net
+    config_class=SimVQAudioConfig,
+    model_class=SimVQAudioModel,
+    build_processor=lambda config: SimVQAudioFeatureExtractor(
+        sampling_rate=config.sampling_rate, hop_length=config.hop_length
+    ),
+    # The SEANet decoder VQModel builds but its decode never runs; the ISTFT window, which our head rebuilds.
+    dropped_keys=(r"decoder\..*", r"head\.istft\.window"),
+    adapt=lambda name, tensor: tensor[None] if re.search(r"norm\.(scale|shift)\.weight$", name) else tensor,
+    card_dataset=None,
+)
 # Most specific first: a SimVQ checkpoint also carries the plain-VQ signature.
-ARCHITECTURES = (IMAGE_SIMVQ, IMAGE_VQ)
+ARCHITECTURES = (AUDIO_SIMVQ, IMAGE_SIMVQ, IMAGE_VQ)
 
 
 def _listed(items: Sequence[str]) -> str:
@@ -260,7 +384,12 @@ def select_weights(
 ) -> dict[str, torch.Tensor]:
     """The tokenizer's tensors under their original names: the EMA copy of every trained one (the authors evaluate
     with EMA), or the raw weights with `use_ema=False`. Frozen tensors have no EMA copy and always come raw."""
-    weights = {key: value for key, value in state_dict.items() if not key.startswith((EMA_PREFIX, *IGNORED_PREFIXES))}
+    weights = {
+        key: value
+        for key, value in state_dict.items()
+        if not key.startswith((EMA_PREFIX, *IGNORED_PREFIXES))
+        and not any(re.fullmatch(pattern, key) for pattern in architecture.dropped_keys)
+    }
     if not use_ema:
         return weights
     if not any(key.startswith(EMA_PREFIX) for key in state_dict):
@@ -313,7 +442,7 @@ def config_fields(
 def load_converted_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], architecture: Architecture):
     """Rename and load `weights` into `model`, requiring the same keys and shapes; errors say which differ."""
     original_names = {architecture.rename(key): key for key in weights}
-    converted = {name: weights[key] for name, key in original_names.items()}
+    converted = {name: architecture.adapt(name, weights[key]) for name, key in original_names.items()}
     expected = model.state_dict()
     unexpected = sorted(original_names[name] for name in set(converted) - set(expected))
     missing = sorted(set(expected) - set(converted))
@@ -356,7 +485,7 @@ def write_model_card(
     card = build_model_card(
         model,
         results,
-        dataset_name="ILSVRC/imagenet-1k",
+        dataset_name=architecture.card_dataset,
         model_name=output_dir.name,
         repo_id=repo_id,
         reported_by=PAPER if results else None,
@@ -384,7 +513,8 @@ def convert_original_checkpoint(
     load_converted_weights(model, weights, architecture)
     model.save_pretrained(output_dir)
     architecture.build_processor(model_config).save_pretrained(output_dir)
-    write_model_card(model, architecture, checkpoint, output_dir, repo_id)
+    if architecture.card_dataset is not None:
+        write_model_card(model, architecture, checkpoint, output_dir, repo_id)
     logger.info(f"Converted {checkpoint} ({architecture.name}, {'EMA' if use_ema else 'raw'} weights) to {output_dir}")
     if push_to_hub:
         from huggingface_hub import HfApi
