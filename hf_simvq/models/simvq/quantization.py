@@ -98,11 +98,15 @@ class QuantizerOutput(ModelOutput):
 class VectorQuantizer(nn.Module):
     """Shared machinery of the quantizers; subclasses say what the codebook is and how a code is looked up."""
 
-    def __init__(self, codebook_size: int, embed_dim: int, commitment_beta: float = 0.25):
+    def __init__(
+        self, codebook_size: int, embed_dim: int, commitment_beta: float = 0.25, codebook_init_std: float | None = None
+    ):
         super().__init__()
         self.codebook_size = codebook_size
         self.embed_dim = embed_dim
         self.commitment_beta = commitment_beta
+        # Both kinds draw their initial codes from N(0, std²); d^-0.5 (the paper's) keeps ‖c‖ ≈ 1 whatever d is.
+        self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
 
     def codebook(self) -> torch.Tensor:
         """The effective `(K, d)` codebook that latents are matched against."""
@@ -194,8 +198,7 @@ class SimVQQuantizer(VectorQuantizer):
         codebook_init_std: float | None = None,
         projection_bias: bool = True,
     ):
-        super().__init__(codebook_size, embed_dim, commitment_beta)
-        self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
+        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std)
         self.register_buffer("frozen_codebook", torch.randn(codebook_size, embed_dim) * self.codebook_init_std)
         self.projection = nn.Linear(embed_dim, embed_dim, bias=projection_bias)
         self._search_cache: _SearchTable | None = None
@@ -265,8 +268,7 @@ class VQQuantizer(VectorQuantizer):
         commitment_beta: float = 0.25,
         codebook_init_std: float | None = None,
     ):
-        super().__init__(codebook_size, embed_dim, commitment_beta)
-        self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
+        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std)
         self.embedding = nn.Embedding(codebook_size, embed_dim)
         nn.init.normal_(self.embedding.weight, std=self.codebook_init_std)
 
