@@ -8,7 +8,7 @@ loads with `trust_remote_code=True` where hf_simvq is not installed.
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .models.simvq.configuration_simvq import SimVQConfig
-from .models.simvq.diffusers_simvq import SimVQVQModel
+from .models.simvq.diffusers_simvq import SimVQDiffusersModel, SimVQVQModel
 from .models.simvq.image_processing_simvq import SimVQImageProcessor
 from .models.simvq.modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
 from .models.simvq.multiscale_quantization import MultiScaleQuantizerOutput, MultiScaleSimVQQuantizer
@@ -26,6 +26,7 @@ __all__ = [
     "MultiScaleSimVQQuantizer",
     "QuantizerOutput",
     "SimVQConfig",
+    "SimVQDiffusersModel",
     "SimVQEncoderOutput",
     "SimVQImageProcessor",
     "SimVQModel",
