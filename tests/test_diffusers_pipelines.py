@@ -6,7 +6,18 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, LDMPipeline, UNet2DModel, VQModel
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    LDMPipeline,
+    Transformer2DModel,
+    UNet2DModel,
+    VQDiffusionPipeline,
+    VQDiffusionScheduler,
+    VQModel,
+)
+from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import LearnedClassifierFreeSamplingEmbeddings
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 import hf_simvq
 from hf_simvq import SimVQDiffusersModel
@@ -151,3 +162,65 @@ def test_folders_saved_under_the_old_class_name_still_load(tmp_path):
     reloaded.set_progress_bar_config(disable=True)
     assert isinstance(reloaded.vqvae, SimVQDiffusersModel)
     assert np.array_equal(generate(reloaded), images)
+
+
+def tiny_vq_diffusion_pipeline(vqvae: SimVQDiffusersModel) -> VQDiffusionPipeline:
+    """VQ-Diffusion over the door's token ids, with a character-level CLIP tokenizer and text encoder built here."""
+    torch.manual_seed(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab.update({token: len(vocab) + i for i, token in enumerate([*letters, *(c + "</w>" for c in letters)])})
+    text_config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=8,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    num_classes = TINY["codebook_size"] + 1  # the codes and VQ-Diffusion's mask class
+    pipeline = VQDiffusionPipeline(
+        vqvae=vqvae,
+        text_encoder=CLIPTextModel(text_config).eval(),
+        tokenizer=CLIPTokenizer(vocab=vocab, merges=[], model_max_length=8),
+        transformer=Transformer2DModel(
+            num_attention_heads=2,
+            attention_head_dim=8,
+            num_vector_embeds=num_classes,
+            sample_size=LATENT_SIZE,
+            num_layers=1,
+            cross_attention_dim=32,
+            num_embeds_ada_norm=10,
+        ).eval(),
+        scheduler=VQDiffusionScheduler(num_vec_classes=num_classes, num_train_timesteps=10),
+        learned_classifier_free_sampling_embeddings=LearnedClassifierFreeSamplingEmbeddings(learnable=False),
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def test_vq_diffusion_pipeline_decodes_its_token_ids_through_the_doors_codebook():
+    vqvae = door()
+    pipeline = tiny_vq_diffusion_pipeline(vqvae)
+    token_ids = []
+    get_codebook_entry = vqvae.quantize.get_codebook_entry
+
+    def recording_get_codebook_entry(indices, shape):
+        token_ids.append(indices.clone())
+        return get_codebook_entry(indices, shape)
+
+    vqvae.quantize.get_codebook_entry = recording_get_codebook_entry
+    decoder_inputs = record_inputs(vqvae.decoder)
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline("a cat", num_inference_steps=3, generator=generator, output_type="np").images
+
+    assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
+    (ids,) = token_ids
+    assert ids.shape == (1, LATENT_SIZE * LATENT_SIZE) and 0 <= ids.min() and ids.max() < TINY["codebook_size"]
+    (codes,) = decoder_inputs  # the pipeline's `decode(..., force_not_quantize=True)` decodes exactly those codes
+    with torch.no_grad():
+        expected = vqvae.quantize.tokens_to_latents(ids.view(1, LATENT_SIZE, LATENT_SIZE))
+    assert torch.equal(codes, expected)
