@@ -81,13 +81,13 @@ def check_pixel_values(pixel_values: torch.Tensor, config: SimVQConfig) -> None:
         )
     if pixel_values.numel() == 0:
         return
-    finite = torch.isfinite(pixel_values)
-    if not finite.all():
+    low, high = (float(value) for value in torch.aminmax(pixel_values))  # NaN if any is NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(
-            f"pixel_values contain {int((~finite).sum())} NaN or infinite values, which would encode to code 0 "
-            "without an error; every value must be finite. Check the images and any transform applied to them."
+            f"pixel_values contain {int((~torch.isfinite(pixel_values)).sum())} NaN or infinite values, which would "
+            "encode to code 0 without an error; every value must be finite. Check the images and any transform "
+            "applied to them."
         )
-    low, high = (float(value) for value in torch.aminmax(pixel_values))
     if low < -PIXEL_VALUE_LIMIT or high > PIXEL_VALUE_LIMIT:
         raise ValueError(
             f"pixel_values must lie in [-1, 1] (values up to ±{PIXEL_VALUE_LIMIT:g} pass, for resampling overshoot), "
