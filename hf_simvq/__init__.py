@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, A
 
 from .models.simvq.configuration_simvq import SimVQConfig
 from .models.simvq.configuration_simvq_audio import SimVQAudioConfig
-from .models.simvq.diffusers_simvq import SimVQVQModel
+from .models.simvq.diffusers_simvq import SimVQDiffusersModel, SimVQVQModel
 from .models.simvq.feature_extraction_simvq_audio import SimVQAudioFeatureExtractor
 from .models.simvq.image_processing_simvq import SimVQImageProcessor
 from .models.simvq.modeling_simvq import SimVQEncoderOutput, SimVQModel, SimVQModelOutput, SimVQPreTrainedModel
@@ -50,6 +50,7 @@ __all__ = [
     "MultiScaleSimVQQuantizer",
     "QuantizerOutput",
     "SimVQConfig",
+    "SimVQDiffusersModel",
     "SimVQEncoderOutput",
     "SimVQImageProcessor",
     "SimVQModel",

@@ -1,5 +1,6 @@
 import dataclasses
 import inspect
+import json
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedConfig
 
 from hf_simvq.models.simvq.configuration_simvq import SimVQConfig
-from hf_simvq.models.simvq.diffusers_simvq import MODEL_FIELDS, SimVQVQModel
+from hf_simvq.models.simvq.diffusers_simvq import SIMVQ_FIELD_NAMES, SimVQDiffusersModel
 from hf_simvq.models.simvq.modeling_simvq import SimVQModel
 
 TINY = {
@@ -41,17 +42,34 @@ def raw_codebook(model: torch.nn.Module, quantizer_type: str) -> torch.Tensor:
 
 
 def config_fields(config) -> dict:
-    return {field: config[field] if isinstance(config, dict) else getattr(config, field) for field in MODEL_FIELDS}
+    return {field: config[field] if isinstance(config, dict) else getattr(config, field) for field in SIMVQ_FIELD_NAMES}
 
 
-def test_arguments_are_simvq_configs_model_fields_with_its_defaults():
+def test_arguments_are_simvq_configs_model_fields_with_its_defaults_then_the_diffusers_only_fields():
     base_fields = {field.name for field in dataclasses.fields(PreTrainedConfig)}
     own_fields = {
         field.name: field.default for field in dataclasses.fields(SimVQConfig) if field.name not in base_fields
     }
-    assert set(MODEL_FIELDS) == set(own_fields)
-    parameters = list(inspect.signature(SimVQVQModel.__init__).parameters.values())[1:]
-    assert {parameter.name: parameter.default for parameter in parameters} == own_fields
+    assert set(SIMVQ_FIELD_NAMES) == set(own_fields)
+    parameters = {
+        name: parameter.default
+        for name, parameter in list(inspect.signature(SimVQDiffusersModel.__init__).parameters.items())[1:]
+    }
+    assert {name: parameters.pop(name) for name in own_fields} == own_fields
+    assert parameters == {"scaling_factor": 1.0, "force_upcast": False}
+
+
+def test_the_saved_config_is_the_signature_and_unknown_arguments_are_refused(tmp_path):
+    model = SimVQDiffusersModel(**TINY, scaling_factor=0.5)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    signature = list(inspect.signature(SimVQDiffusersModel.__init__).parameters)[1:]
+    assert {key for key in saved if not key.startswith("_")} == set(signature)
+    assert saved["scaling_factor"] == 0.5 and saved["embed_dim"] == TINY["embed_dim"]
+    with pytest.raises(ValueError, match="unknown arguments \\['codebok_size'\\]"):
+        SimVQDiffusersModel(codebok_size=64)
+    with pytest.raises(ValueError, match="scaling_factor"):
+        SimVQDiffusersModel(**TINY, scaling_factor=0.0)
 
 
 @pytest.mark.parametrize("low_cpu_mem_usage", [True, False])
@@ -59,7 +77,7 @@ def test_save_and_load_give_bit_identical_outputs_and_restore_the_frozen_codeboo
     quantizer_type, low_cpu_mem_usage, images, tmp_path
 ):
     torch.manual_seed(0)
-    model = SimVQVQModel(**TINY, quantizer_type=quantizer_type).eval()
+    model = SimVQDiffusersModel(**TINY, quantizer_type=quantizer_type).eval()
     with torch.no_grad():
         raw_codebook(model, quantizer_type).mul_(3.0)  # far from anything an init would draw
         expected_latents = model.encode(images).latents
@@ -70,9 +88,9 @@ def test_save_and_load_give_bit_identical_outputs_and_restore_the_frozen_codeboo
     assert saved.keys() == model.state_dict().keys()
 
     torch.manual_seed(1)
-    loaded = SimVQVQModel.from_pretrained(tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
+    loaded = SimVQDiffusersModel.from_pretrained(tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
     torch.manual_seed(1)
-    fresh = SimVQVQModel(**TINY, quantizer_type=quantizer_type)
+    fresh = SimVQDiffusersModel(**TINY, quantizer_type=quantizer_type)
     assert torch.equal(raw_codebook(loaded, quantizer_type), raw_codebook(model, quantizer_type))
     assert not torch.equal(raw_codebook(fresh, quantizer_type), raw_codebook(model, quantizer_type))
     for name, tensor in loaded.state_dict().items():
@@ -89,7 +107,7 @@ def test_save_and_load_give_bit_identical_outputs_and_restore_the_frozen_codeboo
 def test_conversion_to_diffusers_and_back_is_lossless(quantizer_type, images):
     torch.manual_seed(0)
     transformers_model = SimVQModel(SimVQConfig(**TINY, quantizer_type=quantizer_type)).eval()
-    diffusers_model = SimVQVQModel.from_transformers(transformers_model)
+    diffusers_model = SimVQDiffusersModel.from_transformers(transformers_model)
     round_trip = diffusers_model.to_transformers()
 
     assert config_fields(diffusers_model.config) == config_fields(transformers_model.config)
@@ -112,7 +130,7 @@ def test_conversion_to_diffusers_and_back_is_lossless(quantizer_type, images):
 def test_vqmodel_interface_matches_the_transformers_model(quantizer_type, images):
     torch.manual_seed(0)
     transformers_model = SimVQModel(SimVQConfig(**TINY, quantizer_type=quantizer_type)).eval()
-    diffusers_model = SimVQVQModel.from_transformers(transformers_model)
+    diffusers_model = SimVQDiffusersModel.from_transformers(transformers_model)
     with torch.no_grad():
         expected = transformers_model.encode(images)
         reconstruction = transformers_model.decode(expected.quantized)
@@ -140,7 +158,7 @@ def test_vqmodel_interface_matches_the_transformers_model(quantizer_type, images
 
 def test_conversion_keeps_each_tensors_dtype_and_the_training_mode():
     transformers_model = SimVQModel(SimVQConfig(**TINY)).to(torch.bfloat16).train()
-    diffusers_model = SimVQVQModel.from_transformers(transformers_model)
+    diffusers_model = SimVQDiffusersModel.from_transformers(transformers_model)
     assert diffusers_model.training
     assert {tensor.dtype for tensor in diffusers_model.state_dict().values()} == {torch.bfloat16}
     round_trip = diffusers_model.eval().to_transformers()
@@ -163,12 +181,12 @@ def test_invalid_config_raises_the_same_value_error_as_simvq_config(invalid, fie
     with pytest.raises(ValueError, match=field) as from_config:
         SimVQConfig(**fields)
     with pytest.raises(ValueError, match=field) as from_model:
-        SimVQVQModel(**fields)
+        SimVQDiffusersModel(**fields)
     assert str(from_model.value) == str(from_config.value)
 
 
 def test_encode_rejects_images_the_encoder_cannot_downsample_evenly():
-    model = SimVQVQModel(**TINY)
+    model = SimVQDiffusersModel(**TINY)
     with pytest.raises(ValueError, match="multiples"):
         model.encode(torch.zeros(1, 3, 31, 32))
     with pytest.raises(ValueError, match="pixel_values"):

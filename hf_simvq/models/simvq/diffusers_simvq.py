@@ -1,13 +1,19 @@
-"""SimVQ image tokenizer as a diffusers model with the `VQModel` interface.
+"""SimVQ image tokenizer as a diffusers model with the `VQModel` interface, for diffusers' own pipelines.
 
-One class cannot be both a transformers `PreTrainedModel` and a diffusers `ModelMixin`, so `SimVQVQModel` builds the
-very modules of `SimVQModel` under the same attribute names: the two state dicts match key for key, and
+One class cannot be both a transformers `PreTrainedModel` and a diffusers `ModelMixin`, so `SimVQDiffusersModel`
+builds the very modules of `SimVQModel` under the same attribute names: the two state dicts match key for key, and
 `from_transformers` / `to_transformers` convert between the two without loss.
 """
 
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from diffusers import ConfigMixin, ModelMixin
-from diffusers.configuration_utils import register_to_config
+from diffusers.configuration_utils import FrozenDict, register_to_config
 from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput
 from diffusers.models.autoencoders.vq_model import VQEncoderOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
@@ -17,24 +23,11 @@ from .autoencoder import build_decoder, build_encoder
 from .configuration_simvq import SimVQConfig
 from .modeling_simvq import SimVQModel, build_quantizer, check_pixel_values
 
-MODEL_FIELDS = (
-    "image_size",
-    "num_channels",
-    "out_channels",
-    "base_channels",
-    "channel_multipliers",
-    "num_res_blocks",
-    "norm_num_groups",
-    "embed_dim",
-    "codebook_size",
-    "quantizer_type",
-    "commitment_beta",
-    "codebook_init_std",
-    "projection_bias",
-    "scales",
-    "quant_resi",
-    "num_shared_phi",
+# The fields `SimVQConfig` declares itself (not those of `PreTrainedConfig`), in declaration order.
+SIMVQ_FIELDS: tuple[dataclasses.Field, ...] = tuple(
+    field for field in dataclasses.fields(SimVQConfig) if field.name in SimVQConfig.__annotations__
 )
+SIMVQ_FIELD_NAMES = tuple(field.name for field in SIMVQ_FIELDS)
 
 
 def _load_copy(target: nn.Module, source: nn.Module) -> None:
@@ -44,34 +37,82 @@ def _load_copy(target: nn.Module, source: nn.Module) -> None:
     target.train(source.training)
 
 
-class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
+def _with_simvq_config_signature(init: Callable) -> Callable:
+    """Give `init(self, *, <own keywords>, **simvq_fields)` the signature it really accepts: its own keywords and then
+    every field of `SimVQConfig` as a keyword with the config's default.
+
+    diffusers reads the config keys off the `__init__` signature (`register_to_config` records them with their
+    defaults, `from_config` passes exactly those keys back), so building it from the dataclass keeps each field
+    spelled once, in `SimVQConfig`.
+    """
+    signature = inspect.signature(init)
+    own = [parameter for parameter in signature.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
+    fields = [
+        inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=field.type)
+        for field in SIMVQ_FIELDS
+    ]
+    init.__signature__ = signature.replace(parameters=[own[0], *fields, *own[1:]])
+    return init
+
+
+def vqmodel_fields(config: SimVQConfig) -> dict[str, Any]:
+    """The `VQModel` config fields that follow from a `SimVQConfig`, with their `VQModel` meaning.
+
+    `out_channels` and `norm_num_groups` are SimVQ fields of the same name and meaning. The block types name this
+    model's stages (one per entry of `channel_multipliers`); they are not diffusers block classes, whose modules
+    differ (e.g. the decoder upsamples by depth-to-space). Encoder and quantizer share one width, so
+    `latent_channels == vq_embed_dim == embed_dim`, and `2 ** (len(block_out_channels) - 1)`, which pipelines take
+    as the VAE scale factor, is `config.downsample_factor`.
+    """
+    num_stages = len(config.channel_multipliers)
+    return {
+        "in_channels": config.num_channels,
+        "sample_size": config.image_size,
+        "block_out_channels": tuple(config.base_channels * multiplier for multiplier in config.channel_multipliers),
+        "layers_per_block": config.num_res_blocks,
+        "down_block_types": ("SimVQEncoderStage",) * num_stages,
+        "up_block_types": ("SimVQDecoderStage",) * num_stages,
+        "act_fn": "silu",
+        "norm_type": "group",
+        "mid_block_add_attention": False,
+        "latent_channels": config.embed_dim,
+        "vq_embed_dim": config.embed_dim,
+        "num_vq_embeddings": config.codebook_size,
+        # `decode(h, force_not_quantize=True)` decodes the codes `h`; ids go through `quantize.get_codebook_entry`.
+        "lookup_from_codebook": False,
+    }
+
+
+class SimVQDiffusersModel(ModelMixin, AutoencoderMixin, ConfigMixin):
     r"""
-    The SimVQ tokenizer of [`SimVQModel`] behind diffusers' [`VQModel`] interface, for diffusers pipelines and
-    `save_pretrained` / `from_pretrained` folders.
+    The SimVQ tokenizer of [`SimVQModel`] behind diffusers' [`VQModel`] interface, for diffusers pipelines (e.g.
+    `LDMPipeline(vqvae=...)`) and `save_pretrained` / `from_pretrained` folders.
 
     As in `VQModel`, `encode` returns the continuous latents `h` and `decode` quantizes them (unless told not to)
     before decoding. Codes for token ids come from `quantize.get_codebook_entry(indices, shape)`.
 
-    The arguments are the model fields of [`SimVQConfig`], with the same defaults, and are validated by it: invalid
-    values raise the same `ValueError`s.
+    The name says which library's interface this is; it was `SimVQVQModel`, which stays as an alias, and folders
+    saved under that name load.
 
     Parameters:
-        image_size (`int`, defaults to 128): side of the square input images.
-        num_channels (`int`, defaults to 3): channels of the input images.
-        out_channels (`int`, defaults to 3): channels of the reconstructed images.
-        base_channels (`int`, defaults to 128): width of the first encoder stage.
-        channel_multipliers (`tuple[int]`, defaults to `(1, 2, 2, 4)`): width of each stage relative to
-            `base_channels`; every stage but the last halves the resolution.
-        num_res_blocks (`int`, defaults to 2): residual blocks per stage.
-        norm_num_groups (`int`, defaults to 32): groups of every GroupNorm.
-        embed_dim (`int`, defaults to 128): dimension of the latents and of the codes.
-        codebook_size (`int`, defaults to 65536): number of codes.
-        quantizer_type (`str`, defaults to `"simvq"`): `"simvq"` or `"vq"` (the plain-VQ baseline).
-        commitment_beta (`float`, defaults to 0.25): weight of the encoder-side commitment term.
-        codebook_init_std (`float`, *optional*): standard deviation of the Gaussian codebook; `embed_dim ** -0.5`
-            when unset.
-        projection_bias (`bool`, defaults to `True`): whether the SimVQ projection has a bias.
-        scales, quant_resi, num_shared_phi: `"multiscale_simvq"` only, as in [`SimVQConfig`].
+        every field of [`SimVQConfig`], by keyword, with its defaults, and validated by it (invalid values raise the
+            same `ValueError`s). They, `scaling_factor` and `force_upcast` are what `save_pretrained` writes.
+        scaling_factor (`float`, defaults to 1.0):
+            What latent diffusion pipelines multiply `encode`'s latents `h` by before the diffusion model sees them,
+            and divide its output by before `decode` (LDM, §4.3.2): set it to `1 / h.std()` over training images of
+            the trained tokenizer, so that the diffusion model works on unit-variance latents. For SimVQ, `h` is
+            the encoder's output before the nearest-code snap, and its scale is whatever training gave the
+            effective codebook `C·Wᵀ + b` (the codes it is pulled to), so no value holds for every checkpoint. The
+            default 1.0 leaves `h` as it is: a neutral value rather than `VQModel`'s 0.18215, which was measured
+            on another autoencoder (Stable Diffusion's KL-f8).
+        force_upcast (`bool`, defaults to `False`):
+            Whether pipelines must run this model in float32 when they run in float16 (a property of trained
+            weights whose activations overflow in half precision, as in `VQModel`). The nearest-code search always
+            runs in float32, whatever this says.
+
+    `model.config` also holds the other `VQModel` fields pipelines read (`latent_channels`, `vq_embed_dim`,
+    `num_vq_embeddings`, `block_out_channels`, ...): they are derived from the SimVQ fields on every access
+    ([`vqmodel_fields`]), never saved, so they cannot disagree with the model.
     """
 
     # As in `VQModel`: the quantizers read their codebook tensors directly rather than through a forward call, so
@@ -81,58 +122,43 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
     _no_split_modules = ["ResnetBlock"]
 
     @register_to_config
-    def __init__(
-        self,
-        image_size: int = 128,
-        num_channels: int = 3,
-        out_channels: int = 3,
-        base_channels: int = 128,
-        channel_multipliers: tuple[int, ...] = (1, 2, 2, 4),
-        num_res_blocks: int = 2,
-        norm_num_groups: int = 32,
-        embed_dim: int = 128,
-        codebook_size: int = 65536,
-        quantizer_type: str = "simvq",
-        commitment_beta: float = 0.25,
-        codebook_init_std: float | None = None,
-        projection_bias: bool = True,
-        scales: list[int] | None = None,
-        quant_resi: float = 0.5,
-        num_shared_phi: int = 4,
-    ):
+    @_with_simvq_config_signature
+    def __init__(self, *, scaling_factor: float = 1.0, force_upcast: bool = False, **simvq_fields):
         super().__init__()
-        config = SimVQConfig(
-            image_size=image_size,
-            num_channels=num_channels,
-            out_channels=out_channels,
-            base_channels=base_channels,
-            channel_multipliers=channel_multipliers,
-            num_res_blocks=num_res_blocks,
-            norm_num_groups=norm_num_groups,
-            embed_dim=embed_dim,
-            codebook_size=codebook_size,
-            quantizer_type=quantizer_type,
-            commitment_beta=commitment_beta,
-            codebook_init_std=codebook_init_std,
-            projection_bias=projection_bias,
-            scales=scales,
-            quant_resi=quant_resi,
-            num_shared_phi=num_shared_phi,
-        )
+        unknown = sorted(simvq_fields.keys() - SIMVQ_FIELD_NAMES)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} got unknown arguments {unknown}; it takes the fields of SimVQConfig "
+                f"({', '.join(SIMVQ_FIELD_NAMES)}), `scaling_factor` and `force_upcast`."
+            )
+        if not (math.isfinite(scaling_factor) and scaling_factor > 0):
+            raise ValueError(
+                f"`scaling_factor` must be a positive finite number (1 / std of the latents), got {scaling_factor}."
+            )
+        config = SimVQConfig(**simvq_fields)
         self._simvq_config = config
+        self._vqmodel_fields = vqmodel_fields(config)
         self.encoder = build_encoder(config)
         self.quantize = build_quantizer(config)
         self.decoder = build_decoder(config)
 
+    @property
+    def config(self) -> FrozenDict:
+        """The saved config (the SimVQ fields, `scaling_factor`, `force_upcast`) plus the derived `VQModel` fields."""
+        return FrozenDict({**self._internal_dict, **self._vqmodel_fields})
+
     def to_simvq_config(self) -> SimVQConfig:
         """This model's fields as a [`SimVQConfig`], which also gives `downsample_factor` and `latent_size`."""
-        return SimVQConfig(**{field: self.config[field] for field in MODEL_FIELDS})
+        return SimVQConfig(**{name: self.config[name] for name in SIMVQ_FIELD_NAMES})
 
     @classmethod
-    def from_transformers(cls, model: SimVQModel) -> "SimVQVQModel":
-        """The diffusers twin of a transformers [`SimVQModel`]: same config fields, a copy of every tensor."""
+    def from_transformers(cls, model: SimVQModel, **diffusers_fields) -> "SimVQDiffusersModel":
+        """The diffusers twin of a transformers [`SimVQModel`]: same config fields, a copy of every tensor.
+
+        `diffusers_fields` are the fields only this class has: `scaling_factor`, `force_upcast`.
+        """
         with torch.device("meta"):
-            converted = cls(**{field: getattr(model.config, field) for field in MODEL_FIELDS})
+            converted = cls(**{name: getattr(model.config, name) for name in SIMVQ_FIELD_NAMES}, **diffusers_fields)
         _load_copy(converted, model)
         return converted
 
@@ -147,13 +173,29 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
     def encode(self, x: torch.Tensor, return_dict: bool = True) -> VQEncoderOutput | tuple[torch.Tensor]:
         """Images `(B, C, H, W)` in `[-1, 1]` → continuous latents `h` `(B, embed_dim, H/f, W/f)`.
 
-        Quantization happens in `decode`, as in `VQModel`, so a diffusion model can work on `h` directly.
+        Quantization happens in `decode`, as in `VQModel`, so a diffusion model can work on `h` directly. Bad pixel
+        values (wrong shape or dtype, non-finite, outside `[-1, 1]`) raise the same `ValueError`s as `SimVQModel`.
         """
         check_pixel_values(x, self._simvq_config)
         h = self.encoder(x)
         if not return_dict:
             return (h,)
         return VQEncoderOutput(latents=h)
+
+    def _check_latents(self, h: torch.Tensor) -> None:
+        """Raise `ValueError` unless `h` is a finite `(B, embed_dim, h, w)` batch: NaN latents would silently all
+        snap to code 0 and decode to a plausible image."""
+        embed_dim = self._simvq_config.embed_dim
+        if h.ndim != 4 or h.shape[1] != embed_dim:
+            raise ValueError(
+                f"Expected latents of shape (batch, {embed_dim}, height, width), got {tuple(h.shape)}. To decode "
+                "token ids, pass `quantize.get_codebook_entry(ids, shape)` with `force_not_quantize=True`."
+            )
+        if not torch.isfinite(h).all():
+            raise ValueError(
+                "The latents to decode contain NaN or infinite values; they would all snap to code 0. Check the "
+                "model that produced them (and `scaling_factor`, which pipelines divide them by)."
+            )
 
     @apply_forward_hook
     def decode(
@@ -167,8 +209,9 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
 
         `force_not_quantize=True` decodes `h` as given, e.g. codes from `quantize.get_codebook_entry`; the commitment
         loss is then zero, one per sample, as in `VQModel`. `shape` is accepted for `VQModel` compatibility, where it
-        only serves that model's `lookup_from_codebook` option; this model has no such option, so it is not used.
+        only serves `lookup_from_codebook=True`; this model's `lookup_from_codebook` is `False`, so it is not used.
         """
+        self._check_latents(h)
         if force_not_quantize:
             quantized = h
             commit_loss = torch.zeros(h.shape[0], device=h.device, dtype=h.dtype)
@@ -188,4 +231,7 @@ class SimVQVQModel(ModelMixin, AutoencoderMixin, ConfigMixin):
         return decoded
 
 
-__all__ = ["SimVQVQModel"]
+# The class's first name, kept so that code and `model_index.json` files naming it still work.
+SimVQVQModel = SimVQDiffusersModel
+
+__all__ = ["SimVQDiffusersModel", "SimVQVQModel", "vqmodel_fields"]

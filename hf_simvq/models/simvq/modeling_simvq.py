@@ -55,8 +55,15 @@ class SimVQModelOutput(ModelOutput):
     quantization_loss: torch.FloatTensor | None = None
 
 
+# Pixel values may exceed [-1, 1] by resampling overshoot: PyTorch's bicubic kernel (a = -0.75) can reach
+# 1.375² ≈ 1.89 in 2-D at worst (a resized photo reaches about 1.2). Beyond 2 the input was not scaled to [-1, 1]:
+# 0-255 pixels, or ImageNet mean/std normalisation (up to 2.64).
+PIXEL_VALUE_LIMIT = 2.0
+
+
 def check_pixel_values(pixel_values: torch.Tensor, config: SimVQConfig) -> None:
-    """Raise `ValueError` unless `pixel_values` is a `(B, C, H, W)` batch the encoder can downsample evenly."""
+    """Raise `ValueError` unless `pixel_values` is a float `(B, C, H, W)` batch in `[-1, 1]` that the encoder can
+    downsample evenly: a wrong input would otherwise encode to plausible tokens without a word (NaN → code 0)."""
     factor = config.downsample_factor
     if pixel_values.ndim != 4 or pixel_values.shape[1] != config.num_channels:
         raise ValueError(
@@ -67,6 +74,26 @@ def check_pixel_values(pixel_values: torch.Tensor, config: SimVQConfig) -> None:
         raise ValueError(
             f"Image height and width must be multiples of {factor} (the downsampling factor), got "
             f"{tuple(pixel_values.shape[2:])}. Resize or crop, e.g. with SimVQImageProcessor."
+        )
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values must be a floating-point tensor in [-1, 1], got dtype {pixel_values.dtype}. Use "
+            "SimVQImageProcessor, or scale 8-bit images yourself with `pixel_values.float() / 127.5 - 1`."
+        )
+    if pixel_values.numel() == 0:
+        return
+    low, high = (float(value) for value in torch.aminmax(pixel_values))  # NaN if any is NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"pixel_values contain {int((~torch.isfinite(pixel_values)).sum())} NaN or infinite values, which would "
+            "encode to code 0 without an error; every value must be finite. Check the images and any transform "
+            "applied to them."
+        )
+    if low < -PIXEL_VALUE_LIMIT or high > PIXEL_VALUE_LIMIT:
+        raise ValueError(
+            f"pixel_values must lie in [-1, 1] (values up to ±{PIXEL_VALUE_LIMIT:g} pass, for resampling overshoot), "
+            f"got [{low:.4g}, {high:.4g}]. Were they 0-255 pixels or normalised with another mean/std? Use "
+            "SimVQImageProcessor, or scale 8-bit images with `pixel_values.float() / 127.5 - 1`."
         )
 
 
