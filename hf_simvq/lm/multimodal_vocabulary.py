@@ -49,7 +49,8 @@ class SpanLayout:
 
     @property
     def code_offset(self) -> int:
-        """Id of code 0 (right after the text vocabulary unless placed after another modality's codes)."""
+        """Id of code 0: right after the text vocabulary unless `token_offset` (a field of every subclass, after
+        their required ones) places it after another modality's codes."""
         offset = getattr(self, "token_offset", None)
         return self.text_vocab_size if offset is None else offset
 
@@ -169,6 +170,8 @@ class Modality:
 
     kind: ClassVar[str]
     layout_class: ClassVar[type[SpanLayout]]
+    model_class: ClassVar[type[PreTrainedModel]]
+    processor_class: ClassVar[type[FeatureExtractionMixin]]
 
     def __init__(self, name: str, layout: SpanLayout, model: PreTrainedModel, processor, tokenizer):
         self.name, self.layout, self.model, self.processor = name, layout, model, processor
@@ -179,7 +182,8 @@ class Modality:
 
     @property
     def tokenizer_folder(self) -> str:
-        return f"{self.name}_tokenizer"
+        """Where `save_pretrained` puts this modality's SimVQ model and pre-processor."""
+        return tokenizer_folder(self.name)
 
     def check_model(self) -> None:
         """Raise `ValueError` if the SimVQ model does not give the codes the layout was made for."""
@@ -243,6 +247,8 @@ class ImageModality(Modality):
 
     kind = "image"
     layout_class = ImageTokenLayout
+    model_class = SimVQModel
+    processor_class = SimVQImageProcessor
     layout: ImageTokenLayout
 
     @classmethod
@@ -332,6 +338,8 @@ class SpeechModality(Modality):
 
     kind = "speech"
     layout_class = SpeechTokenLayout
+    model_class = SimVQAudioModel
+    processor_class = SimVQAudioFeatureExtractor
     layout: SpeechTokenLayout
 
     @classmethod
@@ -402,10 +410,10 @@ MODALITY_CLASSES: dict[str, type[Modality]] = {"image": ImageModality, "speech":
 
 
 def modality_class_for(model: PreTrainedModel) -> type[Modality]:
-    if isinstance(model, SimVQAudioModel):
-        return SpeechModality
-    if isinstance(model, SimVQModel):
-        return ImageModality
+    """The modality a SimVQ tokenizer provides, from its class."""
+    for modality_class in MODALITY_CLASSES.values():
+        if isinstance(model, modality_class.model_class):
+            return modality_class
     raise ValueError(f"Expected a SimVQModel or SimVQAudioModel tokenizer, got {type(model).__name__}.")
 
 
@@ -593,17 +601,19 @@ def load_modalities(directory: Path, tokenizer: PreTrainedTokenizerBase) -> dict
     modalities = {}
     for entry in entries:
         modality_class = MODALITY_CLASSES[entry["kind"]]
-        folder = directory / f"{entry['name']}_tokenizer"
-        model_class = SimVQAudioModel if modality_class is SpeechModality else SimVQModel
-        processor_class = SimVQAudioFeatureExtractor if modality_class is SpeechModality else SimVQImageProcessor
+        folder = directory / tokenizer_folder(entry["name"])
         modalities[entry["name"]] = modality_class(
             entry["name"],
             modality_class.layout_class(**entry["layout"]),
-            model_class.from_pretrained(folder).eval(),
-            processor_class.from_pretrained(folder),
+            modality_class.model_class.from_pretrained(folder).eval(),
+            modality_class.processor_class.from_pretrained(folder),
             tokenizer,
         )
     return modalities
+
+
+def tokenizer_folder(name: str) -> str:
+    return f"{name}_tokenizer"
 
 
 def _special_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
