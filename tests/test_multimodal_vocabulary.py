@@ -233,3 +233,11 @@ def test_the_processor_follows_whichever_span_is_open(vocabulary):
         SpanLogitsProcessor(vocabulary, min_span_lengths={"speech": 5}, max_span_lengths={"speech": 4})
     with pytest.raises(ValueError, match="Unknown modality"):
         SpanLogitsProcessor(vocabulary, max_span_lengths={"audio": 4})
+
+
+def test_building_without_a_simvq_tokenizer_is_refused():
+    with pytest.raises(ValueError, match="at least one SimVQ tokenizer"):
+        SimVQMultimodalVocabulary.from_tokenizers(word_level_tokenizer(TEXTS), {})
+    llama = LlamaForCausalLM(tiny_llama_config(build_vocabulary()))
+    with pytest.raises(ValueError, match="Expected a SimVQModel or SimVQAudioModel tokenizer, got LlamaForCausalLM"):
+        SimVQMultimodalVocabulary.from_tokenizers(word_level_tokenizer(TEXTS), {"image": llama})

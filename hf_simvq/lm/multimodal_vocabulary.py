@@ -253,7 +253,7 @@ class ImageModality(Modality):
 
     @classmethod
     def make_layout(cls, name: str, model: SimVQModel, end_of_row: bool) -> ImageTokenLayout:
-        """The layout with default special-token names; `from_layouts` places its ids."""
+        """The layout with default special-token names; `from_tokenizers` places its ids."""
         return ImageTokenLayout(
             text_vocab_size=0,
             codebook_size=model.config.codebook_size,
@@ -456,30 +456,21 @@ class SimVQMultimodalVocabulary:
         `processors` overrides a modality's image processor or feature extractor (default: built from its config).
         `end_of_row=False` drops Emu3's end-of-row marker from image spans.
         """
+        if not tokenizers:
+            raise ValueError(
+                "Pass at least one SimVQ tokenizer, e.g. {'image': model}; a text-only LM needs none of this."
+            )
         processors = processors or {}
         classes = {name: modality_class_for(model) for name, model in tokenizers.items()}
         drafts = {name: classes[name].make_layout(name, model, end_of_row) for name, model in tokenizers.items()}
         specials = [token for layout in drafts.values() for token in layout.special_tokens if token is not None]
         tokenizer.add_special_tokens({"extra_special_tokens": specials}, replace_extra_special_tokens=False)
-        return cls.from_layouts(tokenizer, tokenizers, drafts, processors)
-
-    @classmethod
-    def from_layouts(
-        cls,
-        tokenizer: PreTrainedTokenizerBase,
-        tokenizers: dict[str, PreTrainedModel],
-        drafts: dict[str, SpanLayout],
-        processors: dict[str, FeatureExtractionMixin],
-    ) -> "SimVQMultimodalVocabulary":
-        """Place the drafted layouts' code blocks one after another after the text (its specials already added)."""
-        modalities, offset = {}, len(tokenizer)
+        modalities, offset = {}, len(tokenizer)  # code blocks one after another, after the text and its new specials
         for name, model in tokenizers.items():
-            layout = replace(
-                drafts[name], text_vocab_size=len(tokenizer), token_offset=None if offset == len(tokenizer) else offset
-            )
-            modality_class = modality_class_for(model)
-            processor = processors.get(name) or modality_class.default_processor(model)
-            modalities[name] = modality_class(name, layout, model, processor, tokenizer)
+            first = offset == len(tokenizer)
+            layout = replace(drafts[name], text_vocab_size=len(tokenizer), token_offset=None if first else offset)
+            processor = processors.get(name) or classes[name].default_processor(model)
+            modalities[name] = classes[name](name, layout, model, processor, tokenizer)
             offset = layout.code_end
         return cls(tokenizer, modalities)
 
