@@ -6,7 +6,8 @@ The captions name the photo and zoom each crop of the embedded default data came
 scale 0.5"). The LM is a `LlamaForCausalLM` built from a config (no download), its vocabulary extended with the
 SimVQ codes (`extend_language_model`, image rows seeded from the codebook); `generate` with
 `ImageSpanLogitsProcessor` then writes image spans that always decode. Writes the loss curve, a sample grid (real
-crops above generated images for the same captions), `metrics.json`, the LM and the vocabulary.
+crops above generated images for the same captions), `metrics.json`, the LM and its processor
+(`AutoProcessor.from_pretrained(output_dir / "lm")`).
 """
 
 import argparse
@@ -26,6 +27,7 @@ from hf_simvq import SimVQImageProcessor
 from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
 from hf_simvq.lm.language_model import ImageSpanLogitsProcessor, extend_language_model
 from hf_simvq.lm.multimodal_vocabulary import SimVQMultimodalVocabulary
+from hf_simvq.lm.processing_simvq import SimVQMultimodalProcessor
 from hf_simvq.lm.word_level_tokenizer import word_level_tokenizer
 from hf_simvq.training.data import default_image_datasets
 from hf_simvq.training.process_group import run_then_end_training
@@ -174,7 +176,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         }
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         model.save_pretrained(output_dir / "lm")
-        vocabulary.save_pretrained(output_dir / "lm")
+        SimVQMultimodalProcessor.from_vocabulary(vocabulary).save_pretrained(output_dir / "lm")  # AutoProcessor-able
         accelerator.print(json.dumps(metrics))
 
 
