@@ -241,3 +241,21 @@ def test_building_without_a_simvq_tokenizer_is_refused():
     llama = LlamaForCausalLM(tiny_llama_config(build_vocabulary()))
     with pytest.raises(ValueError, match="Expected a SimVQModel or SimVQAudioModel tokenizer, got LlamaForCausalLM"):
         SimVQMultimodalVocabulary.from_tokenizers(word_level_tokenizer(TEXTS), {"image": llama})
+
+
+@pytest.mark.parametrize("name", ["image", "multiscale"])
+def test_generation_inside_an_image_span_keeps_its_fixed_layout_beside_other_modalities(vocabulary, name):
+    modality, speech = vocabulary.modalities[name], vocabulary.modalities["speech"]
+    model = language_model(vocabulary, [speech.layout.code_offset, speech.end_id, modality.end_id])  # all wrong here
+    prompt = torch.tensor([[vocabulary.tokenizer.bos_token_id, modality.begin_id]])
+    generated = model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), logits_processor=[SpanLogitsProcessor(vocabulary)],
+        max_new_tokens=modality.layout.span_body_length + 1, do_sample=False,
+        pad_token_id=vocabulary.tokenizer.pad_token_id, eos_token_id=modality.end_id,
+    )[0]  # fmt: skip
+    assert vocabulary.find_spans(generated) == [(name, 1, 1 + modality.layout.span_length)]
+    tokens = modality.span_to_codes(generated[1:])
+    assert (
+        vocabulary.decode_spans(generated)[0][1].shape == (3, 32, 32)
+        and tokens.shape == modality.layout.token_map_shape
+    )
