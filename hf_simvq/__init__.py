@@ -5,8 +5,16 @@ works for any saved SimVQ model, and marks them for `save_pretrained` to copy th
 loads with `trust_remote_code=True` where hf_simvq is not installed.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoModelForAudioTokenization
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForAudioTokenization,
+    AutoProcessor,
+)
 
+from .lm.processing_simvq import SimVQMultimodalProcessor
 from .models.simvq.configuration_simvq import SimVQConfig
 from .models.simvq.configuration_simvq_audio import SimVQAudioConfig
 from .models.simvq.diffusers_simvq import SimVQDiffusersModel, SimVQVQModel
@@ -38,6 +46,10 @@ SimVQAudioConfig.register_for_auto_class()
 SimVQAudioModel.register_for_auto_class("AutoModel")
 SimVQAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
+# A multimodal LM folder's processor_config.json names SimVQMultimodalProcessor; AutoProcessor finds registered
+# processors by that name. The key is only the registry's handle: no config class maps to this processor.
+AutoProcessor.register("simvq_multimodal", SimVQMultimodalProcessor, exist_ok=True)
+
 __all__ = [
     "SimVQAudioConfig",
     "SimVQAudioDecoderOutput",
@@ -55,6 +67,7 @@ __all__ = [
     "SimVQImageProcessor",
     "SimVQModel",
     "SimVQModelOutput",
+    "SimVQMultimodalProcessor",
     "SimVQPreTrainedModel",
     "SimVQQuantizer",
     "SimVQVQModel",

@@ -151,12 +151,14 @@ def test_a_single_scale_tokenizer_does_not_read_a_multiscale_layout(tmp_path):
 
 
 def test_a_layout_saved_before_multiscale_support_still_loads(images, tmp_path):
+    """Such a folder has `image_vocabulary.json` (the image layout alone, no `scales`), not the multimodal file."""
     vocabulary = build_vocabulary()
     vocabulary.save_pretrained(tmp_path)
-    layout_file = tmp_path / "image_vocabulary.json"
-    fields = json.loads(layout_file.read_text())
-    del fields["scales"]
-    layout_file.write_text(json.dumps(fields))
+    multimodal_file = tmp_path / "multimodal_vocabulary.json"
+    fields = json.loads(multimodal_file.read_text())["modalities"][0]["layout"]
+    multimodal_file.unlink()
+    del fields["scales"], fields["token_offset"]
+    (tmp_path / "image_vocabulary.json").write_text(json.dumps(fields))
     reloaded = SimVQImageVocabulary.from_pretrained(tmp_path)
     assert reloaded.layout == vocabulary.layout and reloaded.layout.scales is None
     assert torch.equal(reloaded.images_to_input_ids(images), vocabulary.images_to_input_ids(images))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from conftest import tiny_config
-from transformers import LlamaForCausalLM
+from transformers import AutoProcessor, LlamaForCausalLM
 
 from hf_simvq import SimVQImageProcessor, SimVQModel
 from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
@@ -33,6 +33,8 @@ def test_demo_trains_generates_and_saves(tmp_path):
         assert (output_dir / picture).stat().st_size > 1000
 
     vocabulary = SimVQImageVocabulary.from_pretrained(output_dir / "lm")
+    processor = AutoProcessor.from_pretrained(output_dir / "lm")
+    assert processor.vocabulary.modalities["image"].layout == vocabulary.layout
     language_model = LlamaForCausalLM.from_pretrained(output_dir / "lm")
     assert (
         language_model.get_input_embeddings().weight.shape[0]

@@ -6,7 +6,8 @@ The captions name the photo and zoom each crop of the embedded default data came
 scale 0.5"). The LM is a `LlamaForCausalLM` built from a config (no download), its vocabulary extended with the
 SimVQ codes (`extend_language_model`, image rows seeded from the codebook); `generate` with
 `ImageSpanLogitsProcessor` then writes image spans that always decode. Writes the loss curve, a sample grid (real
-crops above generated images for the same captions), `metrics.json`, the LM and the vocabulary.
+crops above generated images for the same captions), `metrics.json`, the LM and its processor
+(`AutoProcessor.from_pretrained(output_dir / "lm")`).
 """
 
 import argparse
@@ -25,6 +26,8 @@ from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
 from hf_simvq import SimVQImageProcessor
 from hf_simvq.lm.image_vocabulary import SimVQImageVocabulary
 from hf_simvq.lm.language_model import ImageSpanLogitsProcessor, extend_language_model
+from hf_simvq.lm.multimodal_vocabulary import SimVQMultimodalVocabulary
+from hf_simvq.lm.processing_simvq import SimVQMultimodalProcessor
 from hf_simvq.lm.word_level_tokenizer import word_level_tokenizer
 from hf_simvq.training.data import default_image_datasets
 from hf_simvq.training.process_group import run_then_end_training
@@ -34,11 +37,9 @@ matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image_tokenizer", required=True, help="a SimVQ folder, e.g. training/train.py's output")
+def add_language_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The LM and optimisation options every demo LM shares."""
     parser.add_argument("--output_dir", default="outputs/lm-demo")
-    parser.add_argument("--num_images", type=int, default=2048, help="training crops of the default data")
     parser.add_argument("--max_train_steps", type=int, default=600)
     parser.add_argument("--train_batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
@@ -47,8 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden_size", type=int, default=128)
     parser.add_argument("--num_hidden_layers", type=int, default=3)
     parser.add_argument("--num_attention_heads", type=int, default=4)
-    parser.add_argument("--num_samples", type=int, default=6, help="captions to generate images for")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image_tokenizer", required=True, help="a SimVQ folder, e.g. training/train.py's output")
+    parser.add_argument("--num_images", type=int, default=2048, help="training crops of the default data")
+    parser.add_argument("--num_samples", type=int, default=6, help="captions to generate images for")
+    add_language_model_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -69,25 +77,46 @@ def training_sequences(vocabulary: SimVQImageVocabulary, captions: list[str], im
     """`<s> caption <image span> </s>`, padded; labels ignore the padding."""
     image_ids = torch.cat([vocabulary.images_to_input_ids(images[i : i + 64]) for i in range(0, len(images), 64)])
     tokenizer = vocabulary.tokenizer
-    sequences = [
-        torch.cat([prompt_ids(vocabulary, text)[:-1], span, torch.tensor([tokenizer.eos_token_id])])
-        for text, span in zip(captions, image_ids, strict=True)
-    ]
+    return padded_dataset(
+        [
+            torch.cat([prompt_ids(vocabulary, text)[:-1], span, torch.tensor([tokenizer.eos_token_id])])
+            for text, span in zip(captions, image_ids, strict=True)
+        ],
+        tokenizer.pad_token_id,
+    )
+
+
+def padded_dataset(sequences: list[torch.LongTensor], pad_token_id: int) -> TensorDataset:
+    """Right-padded `(input_ids, attention_mask, labels)`; labels ignore the padding."""
     length = max(len(sequence) for sequence in sequences)
-    input_ids = torch.full((len(sequences), length), tokenizer.pad_token_id)
+    input_ids = torch.full((len(sequences), length), pad_token_id)
     for row, sequence in enumerate(sequences):
         input_ids[row, : len(sequence)] = sequence
-    attention_mask = input_ids != tokenizer.pad_token_id
+    attention_mask = input_ids != pad_token_id
     labels = input_ids.masked_fill(~attention_mask, -100)
     return TensorDataset(input_ids, attention_mask.long(), labels)
 
 
-def save_plots(output_dir: Path, losses: list[float], real: list, generated: list, texts: list[str]) -> None:
+def save_loss_curve(output_dir: Path, losses: list[float]) -> None:
     figure, axis = pyplot.subplots(figsize=(6, 3.5))
     axis.plot(losses)
     axis.set(xlabel="step", ylabel="cross-entropy (nats / token)", yscale="log", title="LM training loss")
     figure.tight_layout()
     figure.savefig(output_dir / "loss_curve.png", dpi=120)
+
+
+def loss_summary(losses: list[float]) -> dict:
+    """Steps run and the mean loss of the first and last tenth of them."""
+    window = max(1, len(losses) // 10)
+    return {
+        "steps": len(losses),
+        "first_loss": sum(losses[:window]) / window,
+        "final_loss": sum(losses[-window:]) / window,
+    }
+
+
+def save_plots(output_dir: Path, losses: list[float], real: list, generated: list, texts: list[str]) -> None:
+    save_loss_curve(output_dir, losses)
     figure, axes = pyplot.subplots(2, len(texts), figsize=(2 * len(texts), 4.6), squeeze=False)
     for column, text in enumerate(texts):
         for row, image in enumerate((real[column], generated[column])):
@@ -117,45 +146,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     vocabulary = SimVQImageVocabulary.from_tokenizers(word_level_tokenizer(captions), image_tokenizer, image_processor)
     dataset = training_sequences(vocabulary, captions, list(data["image"]))
 
-    config = LlamaConfig(
-        vocab_size=vocabulary.layout.text_vocab_size,
-        hidden_size=args.hidden_size,
-        intermediate_size=4 * args.hidden_size,
-        num_hidden_layers=args.num_hidden_layers,
-        num_attention_heads=args.num_attention_heads,
-        max_position_embeddings=dataset.tensors[0].shape[1],
-        bos_token_id=vocabulary.tokenizer.bos_token_id,
-        eos_token_id=vocabulary.tokenizer.eos_token_id,
-        pad_token_id=vocabulary.tokenizer.pad_token_id,
-    )
-    model = extend_language_model(LlamaForCausalLM(config), vocabulary)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
-    loader = DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
-    scheduler = learning_rate_scheduler(
-        args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, accelerator.num_processes
-    )
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model, losses = train_language_model(args, accelerator, vocabulary, dataset)
 
-    losses, step = [], 0
-    progress = tqdm(total=args.max_train_steps, disable=not accelerator.is_local_main_process, desc="LM")
-    for _ in range(math.ceil(args.max_train_steps / len(loader))):
-        for input_ids, attention_mask, labels in loader:
-            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(accelerator.gather(loss.detach()).mean().item())
-            step += 1
-            progress.update()
-            progress.set_postfix(loss=f"{losses[-1]:.3f}")
-            if step >= args.max_train_steps:
-                break
-        if step >= args.max_train_steps:
-            break
-    progress.close()
-
-    model = accelerator.unwrap_model(model).eval()
     if accelerator.is_main_process:
         texts = list(dict.fromkeys(captions))[: args.num_samples]
         real = [data[captions.index(text)]["image"] for text in texts]
@@ -175,11 +167,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                 )[0].cpu()
             generated.append(image_processor.postprocess(vocabulary.input_ids_to_images(sequence)[0])[0])
         save_plots(output_dir, losses, real, generated, texts)
-        window = max(1, len(losses) // 10)
         metrics = {
-            "steps": step,
-            "first_loss": sum(losses[:window]) / window,
-            "final_loss": sum(losses[-window:]) / window,
+            **loss_summary(losses),
             "image_codes": vocabulary.layout.codebook_size,
             "vocab_size": vocabulary.layout.total_vocab_size,
             "sequence_length": dataset.tensors[0].shape[1],
@@ -187,8 +176,52 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         }
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         model.save_pretrained(output_dir / "lm")
-        vocabulary.save_pretrained(output_dir / "lm")
+        SimVQMultimodalProcessor.from_vocabulary(vocabulary).save_pretrained(output_dir / "lm")  # AutoProcessor-able
         accelerator.print(json.dumps(metrics))
+
+
+def train_language_model(
+    args: argparse.Namespace, accelerator: Accelerator, vocabulary: SimVQMultimodalVocabulary, dataset: TensorDataset
+) -> tuple[LlamaForCausalLM, list[float]]:
+    """A `LlamaForCausalLM` built from the options, its vocabulary extended, trained on `dataset`; eval mode."""
+    tokenizer = vocabulary.tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        intermediate_size=4 * args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
+        max_position_embeddings=dataset.tensors[0].shape[1],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = extend_language_model(LlamaForCausalLM(config), vocabulary)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
+    loader = DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
+    scheduler = learning_rate_scheduler(
+        args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, accelerator.num_processes
+    )
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    losses = []
+    progress = tqdm(total=args.max_train_steps, disable=not accelerator.is_local_main_process, desc="LM")
+    for _ in range(math.ceil(args.max_train_steps / len(loader))):
+        for input_ids, attention_mask, labels in loader:
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(accelerator.gather(loss.detach()).mean().item())
+            progress.update()
+            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            if len(losses) >= args.max_train_steps:
+                break
+        if len(losses) >= args.max_train_steps:
+            break
+    progress.close()
+    return accelerator.unwrap_model(model).eval(), losses
 
 
 if __name__ == "__main__":
