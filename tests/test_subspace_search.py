@@ -50,7 +50,7 @@ def count_calls(monkeypatch, method: str):
 
 def both_searches(vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sq_norms = squared_norms(codebook)
-    search = SubspaceSearch.build(codebook, sq_norms)
+    search = SubspaceSearch.build(codebook, sq_norms, min_codes=0)
     assert search is not None, "a trained-like spectrum must take the subspace search"
     return nearest_code_indices(vectors, codebook, sq_norms), search(vectors)
 
@@ -74,9 +74,10 @@ def test_latents_far_off_the_subspace_fall_back_and_stay_exact(monkeypatch):
     assert calls, "latents off the subspace must take the brute force"
 
 
-def test_flat_spectrum_builds_nothing_and_the_quantizer_falls_back():
+def test_flat_spectrum_builds_nothing_and_the_quantizer_falls_back(monkeypatch):
+    monkeypatch.setattr(subspace_search, "MIN_CODES", 0)  # so that only the spectrum can turn it down
     codebook = torch.randn(8192, 64)
-    assert SubspaceSearch.build(codebook, squared_norms(codebook)) is None
+    assert SubspaceSearch.build(codebook, squared_norms(codebook), min_codes=0) is None
     quantizer = SimVQQuantizer(8192, 64).eval()  # a fresh W: flat spectrum
     latents = torch.randn(2, 64, 8, 8)
     with torch.no_grad():
@@ -160,7 +161,13 @@ def test_head_dimension_follows_the_spectrum():
     assert head_dimension(torch.ones(64)) == 64
 
 
-def test_quantizer_uses_it_outside_training_and_the_flag_forces_brute_force():
+def test_small_codebooks_keep_the_brute_force():
+    codebook = trained_like_codebook(8192, 64)
+    assert SubspaceSearch.build(codebook, squared_norms(codebook)) is None  # below MIN_CODES
+
+
+def test_quantizer_uses_it_outside_training_and_the_flag_forces_brute_force(monkeypatch):
+    monkeypatch.setattr(subspace_search, "MIN_CODES", 0)
     quantizer = SimVQQuantizer(8192, 64)
     with torch.no_grad():
         quantizer.projection.weight.copy_(trained_like_projection(64))
