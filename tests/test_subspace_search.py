@@ -65,7 +65,6 @@ def test_identical_to_brute_force_on_trained_like_spectrum(num_vectors, noise):
 
 def test_latents_far_off_the_subspace_fall_back_and_stay_exact(monkeypatch):
     """Random latents of norm ~8 admit much of the codebook under the bound: brute force for them, same ids."""
-    monkeypatch.setattr(subspace_search, "MAX_CANDIDATES", 512)
     codebook = trained_like_codebook(8192, 64)
     vectors = torch.cat([latents_near(codebook, 300, 0.01), torch.randn(200, 64)])
     with count_calls(monkeypatch, "_wide_brute_force") as calls:
