@@ -7,7 +7,9 @@ Prints one table, every row measured in this run on this machine:
   - the search's share of this machine's fp32 GEMM rate (measured here on a 2048³ `torch.mm`);
 then whole-model `encode` images/s at 1k vs 262k codes, and the optimizer-state memory of `simvq` vs `vq`.
 
-    pip install -e ".[bench]" && python benchmarks/quantizer.py
+`--subspace` instead measures the exact subspace search on a trained-like codebook (see `subspace_rows`).
+
+    pip install -e ".[bench]" && python benchmarks/quantizer.py [--subspace]
 """
 
 import argparse
@@ -15,6 +17,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -23,10 +26,15 @@ import torch
 import torch.nn.functional as F
 
 from hf_simvq import SimVQConfig, SimVQModel, SimVQQuantizer, nearest_code_indices
+from hf_simvq.models.simvq.quantization import TOKEN_BLOCK, squared_norms
+from hf_simvq.models.simvq.subspace_search import SubspaceSearch
+from hf_simvq.training.data import default_image_split
+from hf_simvq.training.tokenization import tokenize_images
 
 NUM_TOKENS = 4096
 EMBED_DIM = 128
 CODEBOOK_SIZES = (1024, 65536, 262144)
+SUBSPACE_CODEBOOK_SIZES = (65536, 262144)
 IMPLEMENTATIONS = ("hf_simvq", "vqtorch_simvq", "vqtorch_simvq_rotation", "naive_full_matrix")
 
 
@@ -172,6 +180,121 @@ def optimizer_state_mib(quantizer_type: str, codebook_size: int = 262144) -> tup
     return totals[0], totals[1]
 
 
+# W's singular values measured on the README's trained model (K = 8,192, d = 64; NOTES §7): 20.6, 14.8, 9.0, then
+# 0.13, 0.08, 0.07 …, every code's component outside the top 16 directions ≤ 0.015. At d = 128: those three, a band
+# falling from 0.13 to 0.03 up to direction 16, then 0.015 (code tails beyond direction 16 ≈ 0.015, as measured).
+def trained_like_projection(dim: int = EMBED_DIM, seed: int = 0) -> torch.Tensor:
+    """`W = U S Vᵀ` with random orthogonal `U`, `V` and the measured spectrum `S` (a stand-in for a trained W)."""
+    generator = torch.Generator().manual_seed(seed)
+    singular = torch.cat(
+        [torch.tensor([20.6, 14.8, 9.0]), torch.linspace(0.13, 0.03, 13), torch.full((dim - 16,), 0.015)]
+    )
+    left, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+    right, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+    return left @ torch.diag(singular) @ right.T
+
+
+def head_sweep_seconds(search: SubspaceSearch, latents: torch.Tensor) -> float:
+    """One thin-GEMM pass over all K heads (addmm + running min, no bounds yet): the floor of a GEMM-based variant."""
+    heads = torch.from_numpy(search.tree.data).float()
+    queries = ((latents.double() - search.mean) @ search.axes)[:, : search.head_dim].float()
+    return min(_seconds(lambda: nearest_code_indices(queries, heads)) for _ in range(2))
+
+
+@torch.no_grad()
+def peer_indices(peer, latents: torch.Tensor) -> torch.Tensor:
+    """vector-quantize-pytorch's SimVQ search, 1,024 latents at a time."""
+    return torch.cat([peer(chunk[None])[1][0] for chunk in latents.split(TOKEN_BLOCK)])
+
+
+def subspace_rows(noise_levels: tuple[float, ...] = (0.05, 0.2)) -> None:
+    """Search on a trained-like codebook (`C·Wᵀ`, W from `trained_like_projection`, b = 0 so that the peer, which has
+    no bias, searches the very same codebook) for `NUM_TOKENS` latents = a random code + N(0, σ²) in every direction.
+    Identical indices are counted against our brute force. The peer runs on 1,024-token chunks (a 4,096 × 262,144
+    `cdist` would need 4 GiB)."""
+    from vector_quantize_pytorch import SimVQ
+
+    print(
+        f"Exact search on a trained-like codebook (W with the measured spectrum), {NUM_TOKENS} latents, d={EMBED_DIM}"
+    )
+    header = f"{'K':>8} | {'search':<42} | {'seconds':>8} | {'vs brute force':>14} | identical indices"
+    print(header + "\n" + "-" * len(header))
+    for codebook_size in SUBSPACE_CODEBOOK_SIZES:
+        torch.manual_seed(0)
+        frozen = torch.randn(codebook_size, EMBED_DIM) * EMBED_DIM**-0.5
+        projection = trained_like_projection()
+        codebook = frozen @ projection.T
+        sq_norms = squared_norms(codebook)
+        start = time.perf_counter()
+        search = SubspaceSearch.build(codebook, sq_norms)
+        build = time.perf_counter() - start
+        peer = SimVQ(dim=EMBED_DIM, codebook_size=codebook_size).eval()
+        with torch.no_grad():
+            peer.frozen_codebook.copy_(frozen)
+            peer.code_transform.weight.copy_(projection)
+        for noise in noise_levels:
+            latents = codebook[torch.randint(codebook_size, (NUM_TOKENS,))] + noise * torch.randn(NUM_TOKENS, EMBED_DIM)
+            brute = nearest_code_indices(latents, codebook, sq_norms)
+            brute_seconds = min(_seconds(partial(nearest_code_indices, latents, codebook, sq_norms)) for _ in range(2))
+            found = search(latents)
+            search_seconds = min(_seconds(partial(search, latents)) for _ in range(3))
+            peer_ids = peer_indices(peer, latents)
+            peer_seconds = _seconds(partial(peer_indices, peer, latents))
+            rows = [
+                ("hf_simvq brute force (tiled)", brute_seconds, brute),
+                (f"hf_simvq subspace (r={search.head_dim}, k-d tree)", search_seconds, found),
+                ("vector-quantize-pytorch SimVQ (cdist)", peer_seconds, peer_ids),
+            ]
+            print(f"{codebook_size:>8} | latents: code + N(0, {noise}²)")
+            for name, seconds, indices in rows:
+                same = int((indices == brute).sum())
+                print(
+                    f"{codebook_size:>8} | {name:<42} | {seconds:>8.3f} | {brute_seconds / seconds:>13.2f}× | "
+                    f"{same}/{NUM_TOKENS}"
+                )
+        print(
+            f"{codebook_size:>8} | {'(subspace set-up once per codebook)':<42} | {build:>8.3f} |\n"
+            f"{codebook_size:>8} | {f'(thin GEMM over all heads, r={search.head_dim}, alone)':<42} | "
+            f"{head_sweep_seconds(search, latents):>8.3f} |"
+        )
+    tokenizer_rows(projection)
+
+
+def tokenizer_rows(projection: torch.Tensor, num_images: int = 32, batch_size: int = 8) -> None:
+    """The dataset tokenizer at K = 262,144 (paper config, 128×128 photos), with and without the subspace search.
+
+    The encoder here is untrained: its latents lie off the trained-like codebook's subspace, so most of them take
+    the brute force inside the search. The last row shows what a trained encoder's latents would cost instead: the
+    measured encoder time plus the search of as many latents near the codes (σ = 0.05)."""
+    model = paper_model(262144)
+    with torch.no_grad():
+        model.quantize.projection.weight.copy_(projection)
+    photos = default_image_split("validation", resolution=128, num_images=num_images)
+    print(
+        f"\nDataset tokenizer (tokenize_images), paper config, K=262,144, {num_images} photos of 128×128, "
+        f"batch {batch_size}"
+    )
+    for subspace in (False, True):
+        model.quantize.subspace_search = subspace
+        with tempfile.TemporaryDirectory() as output_dir:
+            seconds = _seconds(lambda: tokenize_images(photos, model, output_dir, batch_size=batch_size))
+        print(f"  subspace_search={subspace!s:<5}: {num_images / seconds:6.2f} images/s (untrained encoder's latents)")
+    images = torch.rand(batch_size, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        encoder_seconds = min(_seconds(lambda: model.encoder(images)) for _ in range(2))
+    codebook, sq_norms = model.quantize._search_codebook()
+    search = SubspaceSearch.build(codebook, sq_norms)
+    tokens = batch_size * model.config.latent_size**2
+    latents = codebook[torch.randint(len(codebook), (tokens,))] + 0.05 * torch.randn(tokens, EMBED_DIM)
+    for name, run in (
+        ("brute force", lambda: nearest_code_indices(latents, codebook, sq_norms)),
+        ("subspace", lambda: search(latents)),
+    ):
+        run()
+        seconds = encoder_seconds + min(_seconds(run) for _ in range(3))
+        print(f"  encoder + {name:<11} search of near-code latents: {batch_size / seconds:6.2f} images/s")
+
+
 def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     peak = gemm_gflops()
@@ -222,9 +345,12 @@ if __name__ == "__main__":
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "CODEBOOK_SIZE"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiles", action="store_true", help="only sweep the search's tile shapes")
+    parser.add_argument("--subspace", action="store_true", help="only the subspace-search rows")
     args = parser.parse_args()
     if args.tiles:
         tile_sweep()
+    elif args.subspace:
+        subspace_rows()
     elif args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats)))
     else:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quantization import QuantizerOutput, SimVQQuantizer, nearest_code_indices
+from .quantization import QuantizerOutput, SimVQQuantizer
 
 
 @dataclass
@@ -233,7 +233,7 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
             scale_indices = []
             for si, side in enumerate(self.scales):
                 queries = self.downsample(residual, side).permute(0, 2, 3, 1).reshape(-1, self.embed_dim)
-                ids = nearest_code_indices(queries, *self._search_codebook()).view(latents.shape[0], side * side)
+                ids = self._nearest_codes(queries).view(latents.shape[0], side * side)
                 contribution = self.scale_residual(self.scale_codes(ids, si), si)
                 f_hat = f_hat + contribution
                 residual = residual - contribution.detach()

@@ -5,7 +5,6 @@ stays bounded whatever the codebook size (262,144 codes × 4,096 tokens would be
 """
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +121,10 @@ class VectorQuantizer(nn.Module):
             codebook = self.codebook().detach().float()
         return codebook, squared_norms(codebook)
 
+    def _nearest_codes(self, vectors: torch.Tensor) -> torch.LongTensor:
+        """Nearest-code indices of `(N, d)` vectors: the tiled brute force, which subclasses may accelerate exactly."""
+        return nearest_code_indices(vectors, *self._search_codebook())
+
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise `ValueError` unless `indices` are integer ids in `[0, codebook_size)`."""
         if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
@@ -145,7 +148,7 @@ class VectorQuantizer(nn.Module):
             )
         batch, dim, *positions = latents.shape
         flat = latents.movedim(1, -1).reshape(-1, dim)
-        indices = nearest_code_indices(flat, *self._search_codebook())
+        indices = self._nearest_codes(flat)
         codes = self.lookup(indices).to(latents.dtype).view(batch, *positions, dim).movedim(-1, 1)
         loss = self.commitment_beta * F.mse_loss(latents, codes.detach()) + F.mse_loss(codes, latents.detach())
         # Straight-through only where a gradient can flow: outside autograd the codes themselves are returned, so
@@ -173,14 +176,18 @@ class VectorQuantizer(nn.Module):
         return codes
 
 
-class _SearchTable(NamedTuple):
-    """The effective codebook and its squared norms, with the weights they were computed from."""
+@dataclass
+class _SearchTable:
+    """The effective codebook and its squared norms, with the weights they were computed from; and, once asked for,
+    its subspace search (`None` when the spectrum is flat)."""
 
     codebook_key: tuple
     weight: torch.Tensor
     bias: torch.Tensor | None
     codebook: torch.Tensor
     sq_norms: torch.Tensor
+    subspace: object = None
+    subspace_built: bool = False
 
 
 class SimVQQuantizer(VectorQuantizer):
@@ -188,6 +195,10 @@ class SimVQQuantizer(VectorQuantizer):
 
     Training moves the whole effective codebook at once through `W`, so no code is left behind (no collapse).
     `C` is a persistent buffer: it is saved with the model and never touched by an optimizer.
+
+    Outside training steps the search runs in the principal subspace of the cached codebook (`SubspaceSearch`: same
+    indices as the brute force, much faster on a trained, low-rank codebook); set `subspace_search = False` to
+    force the brute force.
     """
 
     def __init__(
@@ -202,6 +213,7 @@ class SimVQQuantizer(VectorQuantizer):
         self.register_buffer("frozen_codebook", torch.randn(codebook_size, embed_dim) * self.codebook_init_std)
         self.projection = nn.Linear(embed_dim, embed_dim, bias=projection_bias)
         self._search_cache: _SearchTable | None = None
+        self.subspace_search = True
         # A plain attribute, not a submodule: the table is derived from C and W, so it must stay out of the state
         # dict, `parameters()` (no optimizer may train it) and `_init_weights`.
         object.__setattr__(self, "_embedding_table", None)
@@ -256,6 +268,22 @@ class SimVQQuantizer(VectorQuantizer):
             )
             self._search_cache = cache
         return cache.codebook, cache.sq_norms
+
+    def _nearest_codes(self, vectors: torch.Tensor) -> torch.LongTensor:
+        """The subspace search when it applies: not in a training step (W changes every step, so its O(K·d²) set-up
+        would be paid each time), not when disabled, not on a flat spectrum; otherwise the brute force."""
+        if not self.subspace_search or (self.training and torch.is_grad_enabled()):
+            return super()._nearest_codes(vectors)
+        codebook, sq_norms = self._search_codebook()
+        cache = self._search_cache
+        if not cache.subspace_built:
+            from .subspace_search import SubspaceSearch  # imported here: it builds on this module's brute force
+
+            cache.subspace, cache.subspace_built = SubspaceSearch.build(codebook, sq_norms), True
+        if cache.subspace is None or vectors.device.type != "cpu":
+            return nearest_code_indices(vectors, codebook, sq_norms)
+        with torch.autocast(device_type="cpu", enabled=False):
+            return cache.subspace(vectors.detach())
 
 
 class VQQuantizer(VectorQuantizer):

@@ -1,0 +1,185 @@
+"""The subspace search returns the brute force's indices exactly: trained-like and flat spectra, ties, rounding."""
+
+import contextlib
+
+import pytest
+import torch
+
+from hf_simvq import SimVQQuantizer, nearest_code_indices
+from hf_simvq.models.simvq import subspace_search
+from hf_simvq.models.simvq.quantization import squared_norms
+from hf_simvq.models.simvq.subspace_search import WIDE_GEMM, SubspaceSearch, head_dimension
+
+# Singular values of W measured on the README's trained model (20.6, 14.8, 9.0, then ~0.1 and below).
+TRAINED_HEAD = (20.6, 14.8, 9.0)
+
+
+def trained_like_projection(dim: int, seed: int = 0) -> torch.Tensor:
+    """A `W = U S Vᵀ` with the trained spectrum: three large singular values, a band ~0.13 → 0.03, then 0.015."""
+    generator = torch.Generator().manual_seed(seed)
+    singular = torch.cat([torch.tensor(TRAINED_HEAD), torch.linspace(0.13, 0.03, 13), torch.full((dim - 16,), 0.015)])
+    left, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+    right, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+    return left @ torch.diag(singular) @ right.T
+
+
+def trained_like_codebook(num_codes: int, dim: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    frozen = torch.randn(num_codes, dim, generator=generator) * dim**-0.5
+    return frozen @ trained_like_projection(dim, seed).T + 0.1 * torch.randn(dim, generator=generator)
+
+
+def latents_near(codebook: torch.Tensor, num: int, noise: float, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(codebook.shape[0], (num,), generator=generator)
+    return codebook[picks] + noise * torch.randn(num, codebook.shape[1], generator=generator)
+
+
+@contextlib.contextmanager
+def count_calls(monkeypatch, method: str):
+    """Record the calls to a `SubspaceSearch` method: proves that a test reaches the path it is about."""
+    calls, original = [], getattr(SubspaceSearch, method)
+
+    def spy(self, *args):
+        calls.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(SubspaceSearch, method, spy)
+    yield calls
+
+
+def both_searches(vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    sq_norms = squared_norms(codebook)
+    search = SubspaceSearch.build(codebook, sq_norms, min_codes=0)
+    assert search is not None, "a trained-like spectrum must take the subspace search"
+    return nearest_code_indices(vectors, codebook, sq_norms), search(vectors)
+
+
+@pytest.mark.parametrize("num_vectors", [1, 5, 1024 + 6, 2048 + 100])
+@pytest.mark.parametrize("noise", [0.005, 0.05, 0.5])
+def test_identical_to_brute_force_on_trained_like_spectrum(num_vectors, noise):
+    codebook = trained_like_codebook(8192, 64)
+    expected, found = both_searches(latents_near(codebook, num_vectors, noise), codebook)
+    assert torch.equal(found, expected)
+
+
+def test_latents_far_off_the_subspace_fall_back_and_stay_exact(monkeypatch):
+    """Random latents of norm ~8 admit much of the codebook under the bound: brute force for them, same ids."""
+    codebook = trained_like_codebook(8192, 64)
+    vectors = torch.cat([latents_near(codebook, 300, 0.01), torch.randn(200, 64)])
+    with count_calls(monkeypatch, "_wide_brute_force") as calls:
+        expected, found = both_searches(vectors, codebook)
+    assert torch.equal(found, expected)
+    assert calls, "latents off the subspace must take the brute force"
+
+
+def test_flat_spectrum_builds_nothing_and_the_quantizer_falls_back(monkeypatch):
+    monkeypatch.setattr(subspace_search, "MIN_CODES", 0)  # so that only the spectrum can turn it down
+    codebook = torch.randn(8192, 64)
+    assert SubspaceSearch.build(codebook, squared_norms(codebook), min_codes=0) is None
+    quantizer = SimVQQuantizer(8192, 64).eval()  # a fresh W: flat spectrum
+    latents = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        indices = quantizer(latents).indices
+    assert quantizer._search_cache.subspace_built and quantizer._search_cache.subspace is None
+    flat = latents.permute(0, 2, 3, 1).reshape(-1, 64)
+    assert torch.equal(indices.flatten(), nearest_code_indices(flat, quantizer.codebook().detach()))
+
+
+def test_duplicate_codes_go_to_the_lowest_index(monkeypatch):
+    codebook = trained_like_codebook(8192, 64)
+    originals = torch.arange(0, 4000, 7)
+    codebook[originals + 4000] = codebook[originals]  # each duplicate sits at a higher index
+    vectors = torch.cat([codebook[originals + 4000], codebook[originals + 4000] + 1e-4])
+    with count_calls(monkeypatch, "_fp32_tie_break") as calls:
+        expected, found = both_searches(vectors, codebook)
+    assert torch.equal(found, expected)
+    assert calls
+    assert torch.equal(found[: len(originals)], originals)
+
+
+def test_codes_differing_only_in_the_tail():
+    """Pairs of codes equal in the head, apart by ~1e-6…1e-3 in the tail; latents at and around their midpoints."""
+    codebook = trained_like_codebook(8192, 64)
+    axes = torch.linalg.eigh((codebook - codebook.mean(0)).T.double() @ (codebook - codebook.mean(0)).double())[1]
+    tail_direction = axes[:, 0].float()  # eigh sorts ascending: the direction of least variance
+    firsts = torch.arange(0, 4096, 16)
+    offsets = torch.logspace(-6, -3, len(firsts))[:, None]
+    codebook[firsts + 4096] = codebook[firsts] + offsets * tail_direction
+    midpoints = codebook[firsts] + 0.5 * offsets * tail_direction
+    vectors = torch.cat([midpoints, midpoints + 1e-3 * torch.randn_like(midpoints)])
+    expected, found = both_searches(vectors, codebook)
+    assert torch.equal(found, expected)
+
+
+def test_fp32_rounding_at_the_bound(monkeypatch):
+    """Latents equidistant (in exact arithmetic) from two codes, one near in the head with no tail, the other farther
+    in the head with a tail aligned with the latent's: its lower bound equals the first's upper bound, and only the
+    brute force's fp32 rounding decides. The search must decide the same way."""
+    generator = torch.Generator().manual_seed(3)
+    dim, head = 64, 3
+    codebook = torch.zeros(8192, dim)
+    codebook[:, :head] = torch.randn(8192, head, generator=generator) * torch.tensor([2.6, 1.9, 1.1])
+    codebook[:, head:] = 1e-3 * torch.randn(8192, dim - head, generator=generator)
+    pairs = torch.arange(0, 8192, 2)[:1000]
+    latents = codebook[pairs].clone()
+    latents[:, head:] = 0
+    latent_tail = torch.zeros(dim)
+    latent_tail[head] = 0.3  # ‖y_tail‖ = 0.3 along one tail direction
+    latents += latent_tail
+    codebook[pairs, head:] = 0  # code A: the latent's head, no tail → distance 0.3²
+    tail_length = 0.02
+    head_offset = (0.3**2 - (0.3 - tail_length) ** 2) ** 0.5  # code B: head offset², tail aligned → distance 0.3²
+    direction = torch.nn.functional.normalize(torch.randn(len(pairs), head, generator=generator), dim=1)
+    codebook[pairs + 1, :head] = codebook[pairs, :head] + head_offset * direction
+    codebook[pairs + 1, head:] = 0
+    codebook[pairs + 1, head] = tail_length
+    with count_calls(monkeypatch, "_fp32_tie_break") as calls:
+        expected, found = both_searches(latents, codebook)
+    assert torch.equal(found, expected)
+    assert (expected == pairs).any() and (expected == pairs + 1).any(), "rounding should decide both ways"
+    assert calls, "the near-ties must reach the fp32 tie-break"
+
+
+def test_wide_gemm_entries_do_not_depend_on_the_shape():
+    """The one BLAS property the near-tie scoring relies on: `addmm` entries of a brute-force tile come out
+    bit-identical from any sub-problem with at least WIDE_GEMM rows and columns."""
+    generator = torch.Generator().manual_seed(4)
+    vectors, codes = torch.randn(1024, 128, generator=generator), torch.randn(4096, 128, generator=generator)
+    sq_norms = squared_norms(codes)
+    tile = torch.addmm(sq_norms, vectors, codes.T, alpha=-2)
+    for rows, columns in [(WIDE_GEMM, WIDE_GEMM), (WIDE_GEMM, 1000), (777, WIDE_GEMM + 3), (1024, 4096)]:
+        row_ids = torch.randperm(1024, generator=generator)[:rows]
+        column_ids = torch.randperm(4096, generator=generator)[:columns]
+        part = torch.addmm(sq_norms[column_ids], vectors[row_ids], codes[column_ids].T, alpha=-2)
+        assert torch.equal(part, tile[row_ids][:, column_ids])
+
+
+def test_head_dimension_follows_the_spectrum():
+    assert head_dimension(torch.tensor([400.0, 200.0, 80.0, 1e-3, 1e-3, 0.0])) == 3
+    assert head_dimension(torch.ones(64)) == 64
+
+
+def test_small_codebooks_keep_the_brute_force():
+    codebook = trained_like_codebook(8192, 64)
+    assert SubspaceSearch.build(codebook, squared_norms(codebook)) is None  # below MIN_CODES
+
+
+def test_quantizer_uses_it_outside_training_and_the_flag_forces_brute_force(monkeypatch):
+    monkeypatch.setattr(subspace_search, "MIN_CODES", 0)
+    quantizer = SimVQQuantizer(8192, 64)
+    with torch.no_grad():
+        quantizer.projection.weight.copy_(trained_like_projection(64))
+    latents = latents_near(quantizer.codebook().detach(), 2 * 64, 0.05).view(2, 8, 8, 64).permute(0, 3, 1, 2)
+
+    quantizer.train()
+    quantizer(latents.requires_grad_())  # a training step: brute force, no set-up paid
+    assert not quantizer._search_cache.subspace_built
+
+    quantizer.eval()
+    with torch.no_grad():
+        fast = quantizer(latents).indices
+        assert quantizer._search_cache.subspace is not None
+        quantizer.subspace_search = False
+        brute = quantizer(latents).indices
+    assert torch.equal(fast, brute)
