@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +96,8 @@ def resample(waveform: np.ndarray, original_rate: int, target_rate: int) -> np.n
     """Polyphase resampling (scipy), float32."""
     if original_rate == target_rate:
         return waveform.astype(np.float32)
+    from scipy.signal import resample_poly
+
     factor = gcd(original_rate, target_rate)
     return resample_poly(waveform, target_rate // factor, original_rate // factor).astype(np.float32)
 
