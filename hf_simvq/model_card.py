@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
 from transformers import PreTrainedModel
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"

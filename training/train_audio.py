@@ -1,6 +1,6 @@
 """Train a SimVQ speech tokenizer with 🤗 Accelerate, on the authors' recipe.
 
-    python training/train_audio.py                           # the cpu-speech default: espeak-ng speech, ≤ 10 min on 2 cores
+    python training/train_audio.py                           # the cpu-speech default, ≤ 10 min on 2 CPU cores
     python training/train_audio.py --quantizer_type vq       # the plain-VQ baseline, to see its codebook collapse
     accelerate launch training/train_audio.py --config training/configs/libritts24k-simvq-65k.yaml \
         --train_data_dir LibriTTS/train-clean-100                # the paper's recipe on real speech
@@ -114,7 +114,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     accelerator = training_accelerator(
-        Path(args.output_dir), args.gradient_accumulation_steps, args.mixed_precision, args.report_to,
+        Path(args.output_dir),
+        args.gradient_accumulation_steps,
+        args.mixed_precision,
+        args.report_to,
         args.checkpoints_total_limit,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -144,9 +147,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     with accelerator.main_process_first():  # the main process renders (or downloads) and caches the data once
         train_dataset, _ = speech_datasets(config.sampling_rate, args.clip_seconds, **data)
         _, validation_dataset = speech_datasets(config.sampling_rate, args.eval_clip_seconds, **data)
-    train_dataloader = DataLoader(
-        train_dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True
-    )
+    train_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
     validation_dataloader = DataLoader(validation_dataset, batch_size=args.eval_batch_size)
 
     model = SimVQAudioModel(config)
@@ -159,13 +160,20 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     learning_rate = args.learning_rate
     if args.scale_lr:
         learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
-    adam = {"betas": (args.adam_beta1, args.adam_beta2), "weight_decay": args.adam_weight_decay, "eps": args.adam_epsilon}
+    adam = {
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "weight_decay": args.adam_weight_decay,
+        "eps": args.adam_epsilon,
+    }
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, **adam)
     discriminator_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=learning_rate, **adam)
 
     train_dataloader, validation_dataloader = accelerator.prepare(train_dataloader, validation_dataloader)
     length = run_length(
-        train_dataloader, accelerator.num_processes, args.gradient_accumulation_steps, args.max_train_steps,
+        train_dataloader,
+        accelerator.num_processes,
+        args.gradient_accumulation_steps,
+        args.max_train_steps,
         args.num_train_epochs,
     )
     max_train_steps = length.max_train_steps
@@ -195,7 +203,9 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     ema.to(accelerator.device)
 
     if accelerator.is_main_process:
-        accelerator.init_trackers("simvq_audio", config={k: v for k, v in vars(args).items() if not isinstance(v, list)})
+        accelerator.init_trackers(
+            "simvq_audio", config={k: v for k, v in vars(args).items() if not isinstance(v, list)}
+        )
     logger.info(
         f"***** Training a {config.quantizer_type} speech tokenizer (K={config.codebook_size}, d={config.embed_dim}, "
         f"{sum(p.numel() for p in tokenizer.parameters()):,} parameters; critics "
@@ -227,9 +237,9 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                     "mel_loss": mel_loss(reconstruction, real),
                     "quantization_loss": outputs.quantization_loss,
                 }
-                loss = args.mel_loss_weight * losses["mel_loss"] + args.quantizer_loss_weight * losses[
-                    "quantization_loss"
-                ]
+                loss = (
+                    args.mel_loss_weight * losses["mel_loss"] + args.quantizer_loss_weight * losses["quantization_loss"]
+                )
                 if use_gan:
                     losses.update(speech_generator_losses(critic, real, reconstruction))
                     loss = loss + args.discriminator_weight * (
@@ -297,8 +307,16 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         sample_clips = {name: tensor[: args.num_sample_clips] for name, tensor in sample_clips.items()}
         dataset_name = args.dataset_name or args.train_data_dir or "espeak-ng sentences (default)"
         write_audio_output_folder(
-            output_dir, tokenizer, feature_extractor, sample_clips, mel_loss.spectrogram.cpu(), progress.history,
-            results, dataset_name, vars(args), args.hub_model_id,
+            output_dir,
+            tokenizer,
+            feature_extractor,
+            sample_clips,
+            mel_loss.spectrogram.cpu(),
+            progress.history,
+            results,
+            dataset_name,
+            vars(args),
+            args.hub_model_id,
         )
         logger.info(f"Saved the model, evaluation ({results}) and model card to {output_dir}")
         if args.push_to_hub:

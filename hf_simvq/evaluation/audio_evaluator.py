@@ -86,8 +86,10 @@ def evaluate_audio_tokenizer(
                 counts.append(voicing_counts(fake, real, rate))
         # Codes of padding-only frames are marked -1 and left out of the histogram.
         codes = encoded.audio_codes.masked_fill(encoded.audio_codes_mask == 0, -1)[:, 0]
-        results = {"codes": codes, **{name: torch.tensor(values, dtype=torch.float64, device=device)
-                                      for name, values in per_clip.items()}}
+        results = {
+            "codes": codes,
+            **{name: torch.tensor(values, dtype=torch.float64, device=device) for name, values in per_clip.items()},
+        }
         if counts:
             results["voicing"] = torch.tensor(np.stack(counts), dtype=torch.float64, device=device)
         results = gather(results)

@@ -49,8 +49,13 @@ def wideband_pesq(reconstruction: np.ndarray, original: np.ndarray, sampling_rat
     return float(score) if score >= 0 else float("nan")  # negative values are pesq's error codes
 
 
-def voicing(waveform: np.ndarray, sampling_rate: int, frame_seconds: float = 0.04, hop_seconds: float = 0.01,
-            threshold: float = 0.5) -> np.ndarray:
+def voicing(
+    waveform: np.ndarray,
+    sampling_rate: int,
+    frame_seconds: float = 0.04,
+    hop_seconds: float = 0.01,
+    threshold: float = 0.5,
+) -> np.ndarray:
     """Per-frame voiced (True) / unvoiced decisions from the normalised autocorrelation at pitch lags 60–400 Hz."""
     signal = resample(waveform, sampling_rate, VOICING_RATE).astype(np.float64)
     frame, hop = round(frame_seconds * VOICING_RATE), round(hop_seconds * VOICING_RATE)

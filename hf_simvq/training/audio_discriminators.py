@@ -104,9 +104,7 @@ def speech_discriminator_loss(
 ) -> torch.Tensor:
     """Hinge loss of every critic, `mean(relu(1 − D(real))) + mean(relu(1 + D(fake)))`, on detached `fake`."""
     scores = discriminator(torch.cat([real, fake.detach()]))
-    losses = [
-        F.relu(1 - logits[: len(real)]).mean() + F.relu(1 + logits[len(real) :]).mean() for logits, _ in scores
-    ]
+    losses = [F.relu(1 - logits[: len(real)]).mean() + F.relu(1 + logits[len(real) :]).mean() for logits, _ in scores]
     return _family_mean(losses, discriminator.num_period_critics)
 
 

@@ -1,5 +1,6 @@
-"""The speech tokenizer's reconstruction loss: L1 between log-mel spectrograms (the authors' `MelSpecReconstructionLoss`,
-as Vocos has it: 100 mels, n_fft 1024, hop 256, magnitude, log clipped at 1e-7), weight 45 in their recipe.
+"""The speech tokenizer's reconstruction loss: L1 between log-mel spectrograms (the authors'
+`MelSpecReconstructionLoss`, as Vocos has it: 100 mels, n_fft 1024, hop 256, magnitude, log clipped at 1e-7),
+weight 45 in their recipe.
 
 The filter bank is transformers' `mel_filter_bank` (HTK scale, no normalisation: torchaudio's `MelSpectrogram`
 defaults), so no torchaudio is needed.
@@ -11,7 +12,7 @@ from transformers.audio_utils import mel_filter_bank
 
 
 class LogMelSpectrogram(nn.Module):
-    """Waveforms `(B, samples)` or `(B, 1, samples)` → `log(max(mel magnitude, clip))` of shape `(B, n_mels, frames)`."""
+    """Waveforms `(B, samples)` or `(B, 1, samples)` → `log(max(mel magnitude, clip))`, `(B, n_mels, frames)`."""
 
     def __init__(
         self,
@@ -30,7 +31,12 @@ class LogMelSpectrogram(nn.Module):
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         waveforms = waveforms.reshape(waveforms.shape[0], -1).float()
         spectrum = torch.stft(
-            waveforms, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="reflect",
+            waveforms,
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
             return_complex=True,
         ).abs()
         return torch.log(torch.clamp(self.filters @ spectrum, min=self.clip_value))

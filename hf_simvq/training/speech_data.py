@@ -25,13 +25,45 @@ logger = logging.getLogger(__name__)
 # espeak-ng voice variants ("language+variant"), disjoint between the splits.
 TRAIN_VOICES = ("en-us+m1", "en-us+f1", "en+m3", "en+f2", "en-gb-scotland+m2", "en-us+f4", "en+klatt", "en-029+m5")
 VALIDATION_VOICES = ("en-us+m7", "en+f5", "en-gb-x-rp+m4")
-_SUBJECTS = ("the old captain", "a quiet student", "my neighbour", "the small dog", "every farmer", "our teacher",
-             "the tired pilot", "a young painter", "the baker", "her brother", "the musician", "a careful driver")
+_SUBJECTS = (
+    "the old captain",
+    "a quiet student",
+    "my neighbour",
+    "the small dog",
+    "every farmer",
+    "our teacher",
+    "the tired pilot",
+    "a young painter",
+    "the baker",
+    "her brother",
+    "the musician",
+    "a careful driver",
+)
 _VERBS = ("carried", "painted", "found", "watched", "described", "repaired", "forgot", "borrowed", "counted", "sold")
-_OBJECTS = ("seven green bottles", "the broken clock", "a heavy wooden chair", "three letters", "the yellow kite",
-            "an empty basket", "the silver key", "a map of the city", "fresh bread", "the morning paper")
-_ENDINGS = ("before the storm", "near the river", "on a cold Monday", "without a word", "at the station",
-            "in the garden", "after dinner", "by the window", "during the long winter", "under the bridge")
+_OBJECTS = (
+    "seven green bottles",
+    "the broken clock",
+    "a heavy wooden chair",
+    "three letters",
+    "the yellow kite",
+    "an empty basket",
+    "the silver key",
+    "a map of the city",
+    "fresh bread",
+    "the morning paper",
+)
+_ENDINGS = (
+    "before the storm",
+    "near the river",
+    "on a cold Monday",
+    "without a word",
+    "at the station",
+    "in the garden",
+    "after dinner",
+    "by the window",
+    "during the long winter",
+    "under the bridge",
+)
 ESPEAK_RATE, ESPEAK_PITCH = 1, 3  # espeak_PARAMETER values
 AUDIO_FILE_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
@@ -153,7 +185,9 @@ def folder_utterances(data_dir: str, sampling_rate: int) -> list[np.ndarray]:
 
     files = sorted(path for path in Path(data_dir).rglob("*") if path.suffix.lower() in AUDIO_FILE_SUFFIXES)
     if not files:
-        raise ValueError(f"No audio files ({', '.join(sorted(AUDIO_FILE_SUFFIXES))}) under --train_data_dir {data_dir}.")
+        raise ValueError(
+            f"No audio files ({', '.join(sorted(AUDIO_FILE_SUFFIXES))}) under --train_data_dir {data_dir}."
+        )
     waveforms = []
     for path in files:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
@@ -162,7 +196,11 @@ def folder_utterances(data_dir: str, sampling_rate: int) -> list[np.ndarray]:
 
 
 def dataset_utterances(
-    dataset_name: str, split: str, audio_column: str, sampling_rate: int, config_name: str | None = None,
+    dataset_name: str,
+    split: str,
+    audio_column: str,
+    sampling_rate: int,
+    config_name: str | None = None,
     cache_dir: str | None = None,
 ) -> list[np.ndarray]:
     """The `audio_column` of a `datasets` dataset, decoded at `sampling_rate` by `datasets.Audio`."""
