@@ -109,7 +109,10 @@ def evaluate_audio_tokenizer(
         evaluation.update(codebook_usage(histogram))
     for name, values in scores.items():
         finite = [value for value in values if not math.isnan(value)]
-        evaluation[name] = sum(finite) / len(finite) if finite else float("nan")
+        if not finite:
+            logger.warning("Skipping %s: no clip holds speech it can score.", name)
+            continue
+        evaluation[name] = sum(finite) / len(finite)
         if name == "pesq":
             evaluation["pesq_clips"] = len(finite)
     if "vuv_f1" in metrics:
