@@ -37,6 +37,7 @@ from hf_simvq.training.audio_discriminators import (
 from hf_simvq.training.audio_losses import MelReconstructionLoss
 from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
 from hf_simvq.training.ema import ema_weights
+from hf_simvq.training.losses import frozen
 from hf_simvq.training.options import (
     add_config_arguments,
     add_optimization_arguments,
@@ -241,7 +242,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                     args.mel_loss_weight * losses["mel_loss"] + args.quantizer_loss_weight * losses["quantization_loss"]
                 )
                 if use_gan:
-                    losses.update(speech_generator_losses(critic, real, reconstruction))
+                    with frozen(critic):  # its own gradients come from its own loss only, also when accumulating
+                        losses.update(speech_generator_losses(critic, real, reconstruction))
                     loss = loss + args.discriminator_weight * (
                         losses["generator_loss"] + losses["feature_matching_loss"]
                     )
@@ -251,7 +253,6 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                discriminator_optimizer.zero_grad(set_to_none=True)  # drop the generator pass's critic gradients
 
                 if use_gan:
                     losses["discriminator_loss"] = speech_discriminator_loss(discriminator, real, reconstruction)
