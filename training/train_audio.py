@@ -226,7 +226,11 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         if epoch == first_epoch and progress.global_step > 0:
             batches_done = (progress.global_step % length.steps_per_epoch) * args.gradient_accumulation_steps
             epoch_dataloader = accelerator.skip_first_batches(train_dataloader, batches_done)
-        for batch in epoch_dataloader:
+        for micro_step, batch in enumerate(epoch_dataloader):
+            if micro_step % args.gradient_accumulation_steps == 0:
+                # The backbone's dropout draws from a seed of the step, so a resumed run draws what an uninterrupted
+                # one does (the global RNG state also serves the dataloader, which a resume recreates mid-epoch).
+                torch.manual_seed(args.seed + 1_000_003 * progress.global_step + accelerator.process_index)
             use_gan = use_discriminator and progress.global_step >= args.discriminator_start_step
             audio, mask = batch["input_values"], batch["padding_mask"]
             with accelerator.accumulate(model, discriminator):
