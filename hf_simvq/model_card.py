@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-from .models.simvq.modeling_simvq import SimVQModel
+from transformers import PreTrainedModel
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 # result key → (metric type, display name, format); only results that were measured go into the card.
@@ -23,12 +22,21 @@ CARD_METRICS = {
     "ssim": ("ssim", "SSIM", "{:.4f}"),
     "rfid": ("rfid", "rFID", "{:.2f}"),
     "lpips": ("lpips", "LPIPS", "{:.4f}"),
+    "mel_distance": ("mel_distance", "Log-mel L1 distance", "{:.4f}"),
+    "pesq": ("pesq", "PESQ (wide-band, 16 kHz)", "{:.3f}"),
+    "stoi": ("stoi", "STOI", "{:.4f}"),
+    "vuv_f1": ("vuv_f1", "V/UV F1", "{:.4f}"),
+}
+# modality → (task type, task name, tag), from the model's `input_modalities`.
+MODALITY_TASKS = {
+    "image": ("image-to-image", "Image reconstruction", "image-tokenizer"),
+    "audio": ("audio-to-audio", "Speech reconstruction", "audio-tokenizer"),
 }
 SECRET_ARGUMENT_MARKERS = ("token", "password", "secret")
 
 
 def build_model_card(
-    model: SimVQModel,
+    model: PreTrainedModel,
     eval_results: dict[str, float],
     dataset_name: str,
     training_args: dict[str, Any] | None = None,
@@ -43,7 +51,8 @@ def build_model_card(
     """A `ModelCard` for `model` with `model-index` eval results, data, recipe, codebook size, usage and grid.
 
     Args:
-        model: the trained model; its config gives quantizer, codebook size and image size.
+        model: the trained `SimVQModel` or `SimVQAudioModel`; its config gives quantizer, codebook size and image size
+            or sampling rate, its `input_modalities` the kind of card.
         eval_results: the dict of `evaluate_tokenizer`; metrics absent from it (e.g. rFID without weights) are left
             out of the card rather than reported as zero.
         dataset_name: the Hub dataset id, or a description of the data (e.g. the embedded default data).
@@ -64,13 +73,15 @@ def build_model_card(
             "hf_simvq/templates/model_card.md, the repository model_cards/template.md)."
         )
     config = model.config
+    modality = model.input_modalities[0]
+    task_type, task_name, modality_tag = MODALITY_TASKS[modality]
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"simvq-{config.codebook_size}")
     measured = {key: float(eval_results[key]) for key in CARD_METRICS if eval_results.get(key) is not None}
     is_hub_dataset = not any(character.isspace() for character in dataset_name)
     results = [
         EvalResult(
-            task_type="image-to-image",
-            task_name="Image reconstruction",
+            task_type=task_type,
+            task_name=task_name,
             dataset_type=dataset_name if is_hub_dataset else "custom",
             dataset_name=dataset_name,
             dataset_split=dataset_split,
@@ -87,7 +98,7 @@ def build_model_card(
         eval_results=results or None,
         license="mit",
         library_name="transformers",
-        tags=["simvq", "image-tokenizer", "vector-quantization", config.quantizer_type],
+        tags=["simvq", modality_tag, "vector-quantization", config.quantizer_type],
         datasets=[dataset_name] if is_hub_dataset else None,
     )
     recipe = sorted(
@@ -103,11 +114,15 @@ def build_model_card(
         quantizer_type=config.quantizer_type,
         codebook_size=config.codebook_size,
         embed_dim=config.embed_dim,
-        image_size=config.image_size,
-        latent_size=config.latent_size,
+        modality=modality,
+        image_size=getattr(config, "image_size", None),
+        latent_size=getattr(config, "latent_size", None),
+        sampling_rate=getattr(config, "sampling_rate", None),
+        hop_length=getattr(config, "hop_length", None),
+        frame_rate=config.sampling_rate // config.hop_length if modality == "audio" else None,
         dataset_name=dataset_name,
         dataset_split=dataset_split,
-        num_images=eval_results.get("num_images"),
+        num_images=eval_results.get("num_images", eval_results.get("num_clips")),
         num_tokens=eval_results.get("num_tokens"),
         metrics_table=[(CARD_METRICS[key][1], CARD_METRICS[key][2].format(value)) for key, value in measured.items()],
         reconstruction_grid=reconstruction_grid,

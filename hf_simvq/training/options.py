@@ -19,28 +19,40 @@ from .losses import RECONSTRUCTION_LOSSES
 
 # Fields that the scripts set from other options (the image size is `--resolution`, shared with the data).
 DERIVED_FIELDS = ("image_size",)
-_ARG_DOC = re.compile(r"^ {8}(\w+) \((.*?)\):\s*(.*)$")
+_ARG_DOC = re.compile(r"^( +)(\w+) \((.*?)\):\s*(.*)$")
 
 
 def config_field_docs(config_class: type[PreTrainedConfig]) -> dict[str, str]:
-    """`{field: description}` from the `Args:` section of a transformers-style config docstring."""
+    """`{field: description}` from the `Args:` sections of the docstrings of `config_class` and of its parent configs
+    (transformers-style; the entry's indentation is read from the docstring, which may be dedented or not)."""
     docs: dict[str, str] = {}
-    current = None
-    for line in (config_class.__doc__ or "").splitlines():
-        match = _ARG_DOC.match(line)
-        if match:
-            current = match.group(1)
-            docs[current] = match.group(3)
-        elif current and line.startswith(" " * 12):
-            docs[current] += " " + line.strip()
-        else:
-            current = None
+    for owner in reversed(_config_classes(config_class)):  # a subclass's description wins
+        current, indent = None, None
+        for line in (owner.__doc__ or "").splitlines():
+            match = _ARG_DOC.match(line)
+            if match and indent in (None, len(match.group(1))):
+                current, indent = match.group(2), len(match.group(1))
+                docs[current] = match.group(4)
+            elif current and line.strip() and len(line) - len(line.lstrip()) > indent:
+                docs[current] = (docs[current] + " " + line.strip()).strip()
+            else:
+                current = None
     return docs
 
 
+def _config_classes(config_class: type[PreTrainedConfig]) -> list[type]:
+    """`config_class` and the model configs it extends (e.g. `WavTokenizerConfig`), without `PreTrainedConfig`."""
+    return [
+        owner
+        for owner in config_class.__mro__
+        if isinstance(owner, type) and issubclass(owner, PreTrainedConfig) and owner is not PreTrainedConfig
+    ]
+
+
 def config_fields(config_class: type[PreTrainedConfig]) -> list[dataclasses.Field]:
-    """The fields the config class declares itself (not those of `PreTrainedConfig`), in declaration order."""
-    own = config_class.__annotations__
+    """The fields the config class and the model configs it extends declare (not those of `PreTrainedConfig`), in
+    declaration order."""
+    own = {name for owner in _config_classes(config_class) for name in owner.__annotations__}
     return [field for field in dataclasses.fields(config_class) if field.name in own]
 
 

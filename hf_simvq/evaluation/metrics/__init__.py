@@ -9,7 +9,7 @@ from pathlib import Path
 import evaluate
 
 METRICS_DIR = Path(__file__).parent
-METRIC_NAMES = ("codebook_usage", "psnr", "ssim", "rfid", "lpips")
+METRIC_NAMES = ("codebook_usage", "psnr", "ssim", "rfid", "lpips", "mel_distance", "stoi", "pesq", "vuv_f1")
 
 
 def metric_path(name: str) -> str:

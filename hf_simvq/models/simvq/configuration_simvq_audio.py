@@ -3,6 +3,9 @@
 from huggingface_hub.dataclasses import strict
 from transformers.models.wavtokenizer.configuration_wavtokenizer import WavTokenizerConfig
 
+# The multi-scale quantizer of the image model works on 2-D token maps only.
+AUDIO_QUANTIZER_TYPES = ("simvq", "vq")
+
 
 @strict
 class SimVQAudioConfig(WavTokenizerConfig):
@@ -25,6 +28,8 @@ class SimVQAudioConfig(WavTokenizerConfig):
         codebook_init_std (`float`, *optional*): standard deviation of the frozen Gaussian codebook;
             `hidden_size ** -0.5` when unset, as in the reference implementation.
         projection_bias (`bool`, defaults to `True`): whether the SimVQ projection `W` has a bias `b`.
+        quantizer_type (`str`, defaults to `"simvq"`): `"simvq"`, or `"vq"` (a plain learned codebook: the baseline
+            whose codebook collapses, for comparison).
         adanorm_num_embeddings (`int`, defaults to 1): one codebook means one bandwidth, so the backbone's adaptive
             layer norms hold a single (scale, shift) row: exactly the authors' plain `LayerNorm`.
     """
@@ -39,6 +44,7 @@ class SimVQAudioConfig(WavTokenizerConfig):
     commitment_beta: float = 0.25
     codebook_init_std: float | None = None
     projection_bias: bool = True
+    quantizer_type: str = "simvq"
 
     def __post_init__(self, **kwargs):
         self.upsampling_ratios = list(self.upsampling_ratios)
@@ -70,6 +76,10 @@ class SimVQAudioConfig(WavTokenizerConfig):
             )
         if self.audio_channels != 1:
             raise ValueError(f"SimVQ audio is mono: `audio_channels` must be 1, got {self.audio_channels}.")
+        if self.quantizer_type not in AUDIO_QUANTIZER_TYPES:
+            raise ValueError(
+                f"`quantizer_type` must be one of {AUDIO_QUANTIZER_TYPES} for speech, got {self.quantizer_type!r}."
+            )
         if self.codebook_size < 2:
             raise ValueError(f"`codebook_size` must be at least 2, got {self.codebook_size}.")
         if self.codebook_dim != self.hidden_size:

@@ -33,7 +33,8 @@ from transformers.models.wavtokenizer.modeling_wavtokenizer import (
 from transformers.utils import ModelOutput
 
 from .configuration_simvq_audio import SimVQAudioConfig
-from .quantization import SimVQQuantizer
+from .modeling_simvq import build_quantizer
+from .quantization import SimVQQuantizer, VQQuantizer
 
 
 @dataclass
@@ -116,6 +117,8 @@ class SimVQAudioPreTrainedModel(PreTrainedAudioTokenizerBase):
             init.copy_(module.window, torch.hann_window(module.n_fft))
         elif isinstance(module, SimVQQuantizer):
             init.normal_(module.frozen_codebook, std=self.config.codebook_init_std)
+        elif isinstance(module, VQQuantizer):
+            init.normal_(module.embedding.weight, std=self.config.codebook_init_std)
         elif isinstance(module, WavTokenizerAdaLayerNorm):
             init.ones_(module.scale.weight)
             init.zeros_(module.shift.weight)
@@ -142,13 +145,7 @@ class SimVQAudioModel(SimVQAudioPreTrainedModel):
     def __init__(self, config: SimVQAudioConfig):
         super().__init__(config)
         self.encoder = WavTokenizerEncoder(config)
-        self.quantize = SimVQQuantizer(
-            codebook_size=config.codebook_size,
-            embed_dim=config.embed_dim,
-            commitment_beta=config.commitment_beta,
-            codebook_init_std=config.codebook_init_std,
-            projection_bias=config.projection_bias,
-        )
+        self.quantize = build_quantizer(config)
         self.backbone = WavTokenizerVocosBackbone(config)
         self.head = WavTokenizerISTFTHead(config)
         self.post_init()
@@ -239,7 +236,7 @@ class SimVQAudioModel(SimVQAudioPreTrainedModel):
         return SimVQAudioDecoderOutput(audio_values=self.decode_latents(self.codes_to_latents(audio_codes)))
 
     def get_codebook(self) -> torch.Tensor:
-        """The effective `(codebook_size, hidden_size)` codebook `C·Wᵀ + b`."""
+        """The effective `(codebook_size, hidden_size)` codebook: `C·Wᵀ + b` for SimVQ, the learned table for VQ."""
         return self.quantize.codebook()
 
     def forward(

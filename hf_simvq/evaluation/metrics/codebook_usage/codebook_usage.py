@@ -1,4 +1,4 @@
-"""Codebook usage of an image tokenizer over a whole evaluation set: utilization and perplexity."""
+"""Codebook usage of an image or speech tokenizer over a whole evaluation set: utilization and perplexity."""
 
 import datasets
 import evaluate
@@ -15,7 +15,7 @@ set holding several times more tokens than codes.
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `list[int]`): the token ids of each image (flattened).
+    predictions (`list` of `list[int]`): the token ids of each image or utterance (flattened).
     codebook_size (`int`): number of codes K of the tokenizer.
 Returns:
     utilization (`float`): fraction of codes used at least once, in [0, 1].
