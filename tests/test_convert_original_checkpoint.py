@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, AutoModel
 
 import hf_simvq  # noqa: F401  (registers the Auto classes)
-from hf_simvq import SimVQConfig
+from hf_simvq import SimVQConfig, SimVQModel
 from hf_simvq.models.simvq.convert_original_checkpoint import (
     IMAGE_SIMVQ,
     convert_original_checkpoint,
@@ -331,8 +331,9 @@ def test_card_names_the_source_and_marks_paper_results_as_reported(tmp_path):
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert "`simvq_1k.ckpt`" in card.text
     assert not card.data.eval_results  # small synthetic channels: not a released configuration, no paper numbers
-    # The paper's 65k configuration (config only: the card needs no weights).
-    paper = SimpleNamespace(config=SimVQConfig())
+    # The paper's 65k configuration, built on the meta device: the card needs no weights.
+    with torch.device("meta"):
+        paper = SimVQModel(SimVQConfig())
     write_model_card(paper, IMAGE_SIMVQ, Path("epoch=49-step=250250.ckpt"), tmp_path, repo_id="me/simvq-65k")
     card = ModelCard.load(tmp_path / "README.md")
     results = {result.metric_type: result for result in card.data.eval_results}
