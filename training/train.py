@@ -45,7 +45,7 @@ from hf_simvq.training.options import (
     load_preset,
 )
 from hf_simvq.training.process_group import run_then_end_training, training_accelerator
-from hf_simvq.training.reporting import codebook_health, push_output_folder, write_output_folder
+from hf_simvq.training.reporting import codebook_health, push_output_folder, training_logs, write_output_folder
 from hf_simvq.training.schedule import learning_rate_scheduler, run_length
 
 logger = get_logger(__name__)
@@ -230,10 +230,9 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     for epoch in range(first_epoch, length.num_train_epochs):
         train_dataloader.set_epoch(epoch)
         train_dataset.set_epoch(epoch)  # the crops'; under several processes accelerate tells only the sampler
-        epoch_dataloader = train_dataloader
-        if epoch == first_epoch and progress.global_step > 0:
-            batches_done = (progress.global_step % length.steps_per_epoch) * args.gradient_accumulation_steps
-            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, batches_done)
+        epoch_dataloader = progress.epoch_batches(
+            accelerator, train_dataloader, epoch, length, args.gradient_accumulation_steps
+        )
         for batch in epoch_dataloader:
             quantize = progress.global_step >= args.deferred_quantization_steps
             if quantize and not progress.quantizing:
@@ -272,14 +271,12 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
             step = progress.global_step
 
             if step % args.logging_steps == 0 or step == max_train_steps:
-                logs = {f"train/{k}": accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()}
-                logs["train/lr"] = lr_scheduler.get_last_lr()[0]
+                logs = training_logs(accelerator, losses, lr_scheduler.get_last_lr()[0])
                 if quantize and token_window:
                     logs.update(codebook_health(model, token_window))
                 usage = f"{logs['train/utilization']:.1%}" if "train/utilization" in logs else "unquantized"
                 progress_bar.set_postfix(loss=f"{logs['train/reconstruction_loss']:.4f}", usage=usage)
-                accelerator.log(logs, step=step)
-                progress.history.append({"step": step, **logs})
+                progress.record(accelerator, logs)
 
             if step % args.validation_steps == 0 and step < max_train_steps:
                 with ema_weights(ema, model):
@@ -288,8 +285,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                     )
                 logs = {f"validation/{k}": v for k, v in results.items() if isinstance(v, (int, float))}
                 logger.info(f"step {step}: {logs}")
-                accelerator.log(logs, step=step)
-                progress.history.append({"step": step, **logs})
+                progress.record(accelerator, logs)
 
             if step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, progress)

@@ -47,7 +47,7 @@ from hf_simvq.training.options import (
     load_preset,
 )
 from hf_simvq.training.process_group import run_then_end_training, training_accelerator
-from hf_simvq.training.reporting import codebook_health, push_output_folder, write_audio_output_folder
+from hf_simvq.training.reporting import codebook_health, push_output_folder, training_logs, write_audio_output_folder
 from hf_simvq.training.schedule import learning_rate_scheduler, run_length
 from hf_simvq.training.speech_data import speech_datasets
 
@@ -222,10 +222,9 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     first_epoch = progress.global_step // length.steps_per_epoch
     for epoch in range(first_epoch, length.num_train_epochs):
         train_dataloader.set_epoch(epoch)
-        epoch_dataloader = train_dataloader
-        if epoch == first_epoch and progress.global_step > 0:
-            batches_done = (progress.global_step % length.steps_per_epoch) * args.gradient_accumulation_steps
-            epoch_dataloader = accelerator.skip_first_batches(train_dataloader, batches_done)
+        epoch_dataloader = progress.epoch_batches(
+            accelerator, train_dataloader, epoch, length, args.gradient_accumulation_steps
+        )
         for micro_step, batch in enumerate(epoch_dataloader):
             if micro_step % args.gradient_accumulation_steps == 0:
                 # The backbone's dropout draws from a seed of the step, so a resumed run draws what an uninterrupted
@@ -277,12 +276,10 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
             step = progress.global_step
 
             if step % args.logging_steps == 0 or step == max_train_steps:
-                logs = {f"train/{k}": accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()}
-                logs["train/lr"] = lr_scheduler.get_last_lr()[0]
+                logs = training_logs(accelerator, losses, lr_scheduler.get_last_lr()[0])
                 logs.update(codebook_health(tokenizer, token_window))
                 progress_bar.set_postfix(mel=f"{logs['train/mel_loss']:.3f}", usage=f"{logs['train/utilization']:.1%}")
-                accelerator.log(logs, step=step)
-                progress.history.append({"step": step, **logs})
+                progress.record(accelerator, logs)
 
             if step % args.validation_steps == 0 and step < max_train_steps:
                 with ema_weights(ema, tokenizer):
@@ -291,8 +288,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                     )
                 logs = {f"validation/{k}": v for k, v in results.items() if isinstance(v, (int, float))}
                 logger.info(f"step {step}: {logs}")
-                accelerator.log(logs, step=step)
-                progress.history.append({"step": step, **logs})
+                progress.record(accelerator, logs)
 
             if step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, progress)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from accelerate import Accelerator
 from accelerate.logging import get_logger
+from torch.utils.data import DataLoader
+
+from .schedule import RunLength
 
 logger = get_logger(__name__)
 COMPLETE_MARKER = "training_progress.json"
@@ -31,6 +34,25 @@ class TrainingProgress:
     quantizing: bool
     global_step: int = 0
     history: list[dict] = field(default_factory=list)
+
+    def record(self, accelerator: Accelerator, logs: dict[str, float]) -> None:
+        """Send `logs` of the current step to the trackers and keep them in the history (for the curves and card)."""
+        accelerator.log(logs, step=self.global_step)
+        self.history.append({"step": self.global_step, **logs})
+
+    def epoch_batches(
+        self,
+        accelerator: Accelerator,
+        dataloader: DataLoader,
+        epoch: int,
+        length: RunLength,
+        gradient_accumulation_steps: int,
+    ) -> DataLoader:
+        """The batches of `epoch`; in the epoch a resumed run starts in, without those its checkpoint trained on."""
+        if epoch != self.global_step // length.steps_per_epoch or self.global_step == 0:
+            return dataloader
+        batches_done = (self.global_step % length.steps_per_epoch) * gradient_accumulation_steps
+        return accelerator.skip_first_batches(dataloader, batches_done)
 
     def state_dict(self) -> dict:
         return asdict(self)

@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib
 import PIL.Image
 import torch
+from accelerate import Accelerator
 from huggingface_hub import upload_folder
 from torch import nn
 
@@ -85,6 +86,13 @@ def plot_training_curves(history: list[dict], path: Path, panels: tuple = IMAGE_
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def training_logs(accelerator: Accelerator, losses: dict[str, torch.Tensor], learning_rate: float) -> dict[str, float]:
+    """The step's losses averaged over the processes, and the learning rate, under `train/` names."""
+    logs = {f"train/{name}": accelerator.reduce(value.detach(), "mean").item() for name, value in losses.items()}
+    logs["train/lr"] = learning_rate
+    return logs
 
 
 def write_output_folder(
@@ -202,6 +210,7 @@ __all__ = [
     "codebook_health",
     "plot_training_curves",
     "push_output_folder",
+    "training_logs",
     "save_audio_reconstructions",
     "save_reconstruction_grid",
     "write_audio_output_folder",
