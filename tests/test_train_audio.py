@@ -44,6 +44,7 @@ TINY_RUN = [
     "--discriminator_resolutions", "256", "512",
     "--num_sample_clips", "2",
     "--logging_steps", "1",
+    "--deferred_quantization_steps", "0",  # the preset defers quantization past a tiny run's end
 ]  # fmt: skip
 
 
@@ -102,8 +103,9 @@ def test_run_writes_a_folder_that_auto_model_for_audio_tokenization_loads(audio_
 
 def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(audio_folder, tmp_path):
     """Killed right after the step-3 checkpoint and resumed: identical final weights (generator, critics, EMA and
-    shuffled data order all come back)."""
+    shuffled data order all come back), across the switch from unquantized to quantized training at step 2."""
     options = ["--max_train_steps", "6", "--checkpointing_steps", "3", "--validation_steps", "100"]
+    options += ["--deferred_quantization_steps", "2", "--deferred_init_batches", "1"]
     uninterrupted = run_train(tmp_path / "uninterrupted", audio_folder, *options)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
@@ -132,6 +134,21 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_uninterrupted_run(audi
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_deferred_quantization_trains_unquantized_then_starts_the_codebook_from_latents(audio_folder, tmp_path):
+    output_dir = tmp_path / "run"
+    options = ["--max_train_steps", "4", "--deferred_quantization_steps", "2", "--deferred_init_batches", "1"]
+    result = run_train(output_dir, audio_folder, *options, "--validation_steps", "100")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Quantization starts: codebook initialised from" in result.stderr
+    history = json.loads((output_dir / "training_history.json").read_text())
+    train_logs = {entry["step"]: entry for entry in history if "train/mel_loss" in entry}
+    assert sorted(train_logs) == [1, 2, 3, 4]
+    for step in (1, 2):
+        assert train_logs[step]["train/quantization_loss"] == 0.0 and "train/utilization" not in train_logs[step]
+    for step in (3, 4):
+        assert train_logs[step]["train/quantization_loss"] > 0 and 0 < train_logs[step]["train/utilization"] <= 1
 
 
 def test_default_speech_holds_out_voices_and_sentences():

@@ -36,10 +36,12 @@ from hf_simvq.training.audio_discriminators import (
 )
 from hf_simvq.training.audio_losses import MelReconstructionLoss
 from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
+from hf_simvq.training.deferred_quantization import DeferredQuantizationSpeechAutoencoder, start_quantizing
 from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import frozen
 from hf_simvq.training.options import (
     add_config_arguments,
+    add_deferred_quantization_arguments,
     add_optimization_arguments,
     add_output_arguments,
     check_run_length,
@@ -79,6 +81,7 @@ def add_speech_loss_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--discriminator_channels", type=int, default=32, help="Width of every critic (32 published).")
     group.add_argument("--discriminator_periods", type=int, nargs="+", default=[2, 3, 5, 7, 11])
     group.add_argument("--discriminator_resolutions", type=int, nargs="+", default=[512, 1024, 2048])
+    add_deferred_quantization_arguments(group)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         args.mixed_precision,
         args.report_to,
         args.checkpoints_total_limit,
+        # Unquantized steps leave the quantizer's parameters without gradients.
+        find_unused_parameters=args.deferred_quantization_steps > 0,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -150,6 +155,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         _, validation_dataset = speech_datasets(config.sampling_rate, args.eval_clip_seconds, **data)
     train_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True)
     validation_dataloader = DataLoader(validation_dataset, batch_size=args.eval_batch_size)
+    latent_dataloader = DataLoader(train_dataset, batch_size=args.train_batch_size, shuffle=False)
 
     model = SimVQAudioModel(config)
     feature_extractor = SimVQAudioFeatureExtractor(sampling_rate=config.sampling_rate, hop_length=config.hop_length)
@@ -169,7 +175,9 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, **adam)
     discriminator_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=learning_rate, **adam)
 
-    train_dataloader, validation_dataloader = accelerator.prepare(train_dataloader, validation_dataloader)
+    train_dataloader, validation_dataloader, latent_dataloader = accelerator.prepare(
+        train_dataloader, validation_dataloader, latent_dataloader
+    )
     length = run_length(
         train_dataloader,
         accelerator.num_processes,
@@ -181,10 +189,10 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     lr_scheduler = learning_rate_scheduler(
         args.lr_scheduler, optimizer, args.lr_warmup_steps, max_train_steps, accelerator.num_processes
     )
-    model, optimizer, lr_scheduler, discriminator, discriminator_optimizer = accelerator.prepare(
-        model, optimizer, lr_scheduler, discriminator, discriminator_optimizer
+    autoencoder, optimizer, lr_scheduler, discriminator, discriminator_optimizer = accelerator.prepare(
+        DeferredQuantizationSpeechAutoencoder(model), optimizer, lr_scheduler, discriminator, discriminator_optimizer
     )
-    tokenizer = accelerator.unwrap_model(model)
+    tokenizer = accelerator.unwrap_model(autoencoder).model
     critic = accelerator.unwrap_model(discriminator)
 
     ema = EMAModel(tokenizer.parameters(), decay=args.ema_decay)
@@ -196,7 +204,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
             "train_batch_size": args.train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
         },
-        quantizing=True,
+        quantizing=args.deferred_quantization_steps == 0,
     )
     accelerator.register_for_checkpointing(ema, progress)
     if args.resume_from_checkpoint:
@@ -230,16 +238,20 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                 # The backbone's dropout draws from a seed of the step, so a resumed run draws what an uninterrupted
                 # one does (the global RNG state also serves the dataloader, which a resume recreates mid-epoch).
                 torch.manual_seed(args.seed + 1_000_003 * progress.global_step + accelerator.process_index)
+            quantize = progress.global_step >= args.deferred_quantization_steps
+            if quantize and not progress.quantizing:
+                start_quantizing(accelerator, tokenizer, ema, latent_dataloader, args.deferred_init_batches, args.seed)
+                progress.quantizing = True
             use_gan = use_discriminator and progress.global_step >= args.discriminator_start_step
             audio, mask = batch["input_values"], batch["padding_mask"]
-            with accelerator.accumulate(model, discriminator):
-                outputs = model(audio, padding_mask=mask)
+            with accelerator.accumulate(autoencoder, discriminator):
+                outputs = autoencoder(audio, padding_mask=mask, quantize=quantize)
                 # Padding is silence in both: masking it keeps the loss on real audio only.
-                reconstruction = outputs.audio_values * mask
+                reconstruction = outputs["audio_values"] * mask
                 real = audio[:, 0] * mask
                 losses = {
                     "mel_loss": mel_loss(reconstruction, real),
-                    "quantization_loss": outputs.quantization_loss,
+                    "quantization_loss": outputs["quantization_loss"],
                 }
                 loss = (
                     args.mel_loss_weight * losses["mel_loss"] + args.quantizer_loss_weight * losses["quantization_loss"]
@@ -252,7 +264,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                     )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    accelerator.clip_grad_norm_(autoencoder.parameters(), args.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -265,9 +277,10 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                     discriminator_optimizer.step()
                     discriminator_optimizer.zero_grad(set_to_none=True)
 
-            codes = outputs.audio_codes.masked_fill(outputs.audio_codes_mask == 0, -1)
-            gathered = accelerator.gather(codes).flatten().cpu()
-            token_window.append(gathered[gathered >= 0])
+            if outputs["audio_codes"] is not None:
+                codes = outputs["audio_codes"].masked_fill(outputs["audio_codes_mask"] == 0, -1)
+                gathered = accelerator.gather(codes).flatten().cpu()
+                token_window.append(gathered[gathered >= 0])
             if not accelerator.sync_gradients:
                 continue
             ema.step(tokenizer.parameters())
@@ -277,14 +290,17 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
 
             if step % args.logging_steps == 0 or step == max_train_steps:
                 logs = training_logs(accelerator, losses, lr_scheduler.get_last_lr()[0])
-                logs.update(codebook_health(tokenizer, token_window))
-                progress_bar.set_postfix(mel=f"{logs['train/mel_loss']:.3f}", usage=f"{logs['train/utilization']:.1%}")
+                postfix = {"mel": f"{logs['train/mel_loss']:.3f}"}
+                if token_window:  # empty while Deferred Quantization trains unquantized
+                    logs.update(codebook_health(tokenizer, token_window))
+                    postfix["usage"] = f"{logs['train/utilization']:.1%}"
+                progress_bar.set_postfix(postfix)
                 progress.record(accelerator, logs)
 
             if step % args.validation_steps == 0 and step < max_train_steps:
                 with ema_weights(ema, tokenizer):
                     results = evaluate_audio_tokenizer(
-                        model, validation_dataloader, accelerator, metrics=("codebook_usage", "mel_distance")
+                        tokenizer, validation_dataloader, accelerator, metrics=("codebook_usage", "mel_distance")
                     )
                 logs = {f"validation/{k}": v for k, v in results.items() if isinstance(v, (int, float))}
                 logger.info(f"step {step}: {logs}")
@@ -301,7 +317,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     # The released model is the EMA of the weights: evaluate and save that.
     ema.copy_to(tokenizer.parameters())
     tokenizer.eval()
-    results = evaluate_audio_tokenizer(model, validation_dataloader, accelerator, metrics=args.eval_metrics)
+    results = evaluate_audio_tokenizer(tokenizer, validation_dataloader, accelerator, metrics=args.eval_metrics)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         sample_clips = validation_dataset.tensors

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..models.simvq.modeling_simvq import SimVQModel
+from ..models.simvq.modeling_simvq_audio import SimVQAudioModel
 from ..models.simvq.quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer, nearest_code_indices
 
 logger = get_logger(__name__)
@@ -46,6 +47,35 @@ class DeferredQuantizationAutoencoder(nn.Module):
             "latents": encoded.latents,
             "image_tokens": encoded.image_tokens,
             "quantization_loss": encoded.quantization_loss,
+        }
+
+
+class DeferredQuantizationSpeechAutoencoder(nn.Module):
+    """The same training view of a `SimVQAudioModel`: its `forward`, or the encoder straight into the decoder."""
+
+    def __init__(self, model: SimVQAudioModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_values: torch.Tensor, padding_mask: torch.Tensor | None = None, quantize: bool = True
+    ) -> dict[str, torch.Tensor | None]:
+        """`audio_values` (trimmed to the input), `audio_codes` and `audio_codes_mask` (None unquantized) and
+        `quantization_loss` (0 unquantized)."""
+        if quantize:
+            outputs = self.model(input_values, padding_mask=padding_mask)
+            return {
+                "audio_values": outputs.audio_values,
+                "audio_codes": outputs.audio_codes,
+                "audio_codes_mask": outputs.audio_codes_mask,
+                "quantization_loss": outputs.quantization_loss,
+            }
+        latents = self.model.encoder(input_values)
+        return {
+            "audio_values": self.model.decode_latents(latents)[..., : input_values.shape[-1]],
+            "audio_codes": None,
+            "audio_codes_mask": None,
+            "quantization_loss": latents.new_zeros(()),
         }
 
 
@@ -118,20 +148,26 @@ def initialize_codebook_from_latents(
 
 
 @torch.no_grad()
-def encoder_latents(accelerator: Accelerator, model: SimVQModel, dataloader: DataLoader, num_batches: int):
-    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process."""
+def encoder_latents(
+    accelerator: Accelerator, model: SimVQModel | SimVQAudioModel, dataloader: DataLoader, num_batches: int
+):
+    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process.
+
+    A batch holds `pixel_values` (image) or `input_values` (speech); the latents' channel axis is 1 in both.
+    """
+    input_name = "input_values" if isinstance(model, SimVQAudioModel) else "pixel_values"
     latents = []
     for batch_index, batch in enumerate(dataloader):
         if batch_index == num_batches:
             break
-        batch_latents = model.encoder(batch["pixel_values"])
-        latents.append(accelerator.gather(batch_latents.permute(0, 2, 3, 1).reshape(-1, batch_latents.shape[1])))
+        batch_latents = model.encoder(batch[input_name])
+        latents.append(accelerator.gather(batch_latents.movedim(1, -1).reshape(-1, batch_latents.shape[1])))
     return torch.cat(latents).float()
 
 
 def start_quantizing(
     accelerator: Accelerator,
-    model: SimVQModel,
+    model: SimVQModel | SimVQAudioModel,
     ema: EMAModel,
     latent_dataloader: DataLoader,
     num_batches: int,

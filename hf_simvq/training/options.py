@@ -133,6 +133,11 @@ def add_image_loss_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--discriminator_layers", type=int, default=3)
     group.add_argument("--discriminator_learning_rate", type=float, default=None, help="Default: --learning_rate.")
     group.add_argument("--generator_loss", choices=["non-saturating", "hinge"], default="non-saturating")
+    add_deferred_quantization_arguments(group)
+
+
+def add_deferred_quantization_arguments(group: argparse._ArgumentGroup) -> None:
+    """Deferred Quantization (Zhao et al.), the same two options for every tokenizer trainer."""
     group.add_argument(
         "--deferred_quantization_steps",
         type=int,
