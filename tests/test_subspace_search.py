@@ -48,6 +48,13 @@ def count_calls(monkeypatch, method: str):
     yield calls
 
 
+@pytest.fixture(params=["pairs", "grouped"])
+def search_path(request, monkeypatch) -> str:
+    """Run a test once with every latent re-scored pair by pair, once with every latent in the grouped brute force."""
+    monkeypatch.setattr(subspace_search, "MAX_BALL_CODES", 10**9 if request.param == "pairs" else -1)
+    return request.param
+
+
 def both_searches(vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sq_norms = squared_norms(codebook)
     search = SubspaceSearch.build(codebook, sq_norms, min_codes=0)
@@ -57,7 +64,7 @@ def both_searches(vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.
 
 @pytest.mark.parametrize("num_vectors", [1, 5, 1024 + 6, 2048 + 100])
 @pytest.mark.parametrize("noise", [0.005, 0.05, 0.5])
-def test_identical_to_brute_force_on_trained_like_spectrum(num_vectors, noise):
+def test_identical_to_brute_force_on_trained_like_spectrum(num_vectors, noise, search_path):
     codebook = trained_like_codebook(8192, 64)
     expected, found = both_searches(latents_near(codebook, num_vectors, noise), codebook)
     assert torch.equal(found, expected)
@@ -86,7 +93,26 @@ def test_flat_spectrum_builds_nothing_and_the_quantizer_falls_back(monkeypatch):
     assert torch.equal(indices.flatten(), nearest_code_indices(flat, quantizer.codebook().detach()))
 
 
-def test_duplicate_codes_go_to_the_lowest_index(monkeypatch):
+def test_crowded_balls_take_the_grouped_brute_force_over_a_few_codes(monkeypatch):
+    """Latents a little off the codebook: their balls hold more than MAX_BALL_CODES codes, so they are searched in
+    groups, each over the codes in its box (a fraction of the codebook), with the brute force's ids."""
+    codebook = trained_like_codebook(65536, 64)
+    vectors = latents_near(codebook, 2048, 0.3)
+    boxes = []
+    original = subspace_search._HeadStrips.codes_in_box
+    monkeypatch.setattr(
+        subspace_search._HeadStrips,
+        "codes_in_box",
+        lambda self, *bounds: boxes.append(original(self, *bounds)) or boxes[-1],
+    )
+    with count_calls(monkeypatch, "_wide_brute_force") as full_searches:
+        expected, found = both_searches(vectors, codebook)
+    assert torch.equal(found, expected)
+    assert len(boxes) >= 2048 // subspace_search.GROUP_SIZE // 2, "the crowded latents must be searched in groups"
+    assert max(len(box) for box in boxes) < len(codebook) // 2 and not full_searches
+
+
+def test_duplicate_codes_go_to_the_lowest_index(monkeypatch, search_path):
     codebook = trained_like_codebook(8192, 64)
     originals = torch.arange(0, 4000, 7)
     codebook[originals + 4000] = codebook[originals]  # each duplicate sits at a higher index
@@ -94,11 +120,11 @@ def test_duplicate_codes_go_to_the_lowest_index(monkeypatch):
     with count_calls(monkeypatch, "_fp32_tie_break") as calls:
         expected, found = both_searches(vectors, codebook)
     assert torch.equal(found, expected)
-    assert calls
+    assert bool(calls) == (search_path == "pairs")
     assert torch.equal(found[: len(originals)], originals)
 
 
-def test_codes_differing_only_in_the_tail():
+def test_codes_differing_only_in_the_tail(search_path):
     """Pairs of codes equal in the head, apart by ~1e-6…1e-3 in the tail; latents at and around their midpoints."""
     codebook = trained_like_codebook(8192, 64)
     axes = torch.linalg.eigh((codebook - codebook.mean(0)).T.double() @ (codebook - codebook.mean(0)).double())[1]
@@ -112,7 +138,7 @@ def test_codes_differing_only_in_the_tail():
     assert torch.equal(found, expected)
 
 
-def test_fp32_rounding_at_the_bound(monkeypatch):
+def test_fp32_rounding_at_the_bound(monkeypatch, search_path):
     """Latents equidistant (in exact arithmetic) from two codes, one near in the head with no tail, the other farther
     in the head with a tail aligned with the latent's: its lower bound equals the first's upper bound, and only the
     brute force's fp32 rounding decides. The search must decide the same way."""
@@ -138,7 +164,7 @@ def test_fp32_rounding_at_the_bound(monkeypatch):
         expected, found = both_searches(latents, codebook)
     assert torch.equal(found, expected)
     assert (expected == pairs).any() and (expected == pairs + 1).any(), "rounding should decide both ways"
-    assert calls, "the near-ties must reach the fp32 tie-break"
+    assert bool(calls) == (search_path == "pairs"), "the near-ties must reach the fp32 tie-break"
 
 
 def test_wide_gemm_entries_do_not_depend_on_the_shape():

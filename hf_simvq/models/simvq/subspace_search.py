@@ -5,7 +5,10 @@ in 3–4 of its `d` directions. In the codebook's principal axes (`y = Qᵀ(z �
 `‖z − e_k‖² = ‖y_head − g_k,head‖² + ‖y_tail − g_k,tail‖²`, and the tail term lies between
 `(‖y_tail‖ − ‖g_k,tail‖)²` and `(‖y_tail‖ + ‖g_k,tail‖)²`. A k-d tree over the `r`-dimensional heads finds, per
 latent, the code whose upper bound is smallest and then every code whose lower bound does not exceed it: the only
-codes that can be nearest. Only those are re-scored in full `d`.
+codes that can be nearest. Only those are re-scored in full `d`. Latents whose ball holds many codes (further off
+the codebook, where re-scoring pair by pair costs more than a GEMM) are grouped by position in the head space, and
+each group takes the brute force over the codes in the box that holds its members' balls: the same `addmm` scores on
+a few percent of the codebook.
 
 The result is **identical** to `nearest_code_indices` (the tiled brute force), rounding included:
 - every comparison that prunes a code carries a slack that bounds the fp32 rounding of the brute-force distances
@@ -35,11 +38,14 @@ MAX_HEAD_DIM = 8
 # Below this many codes the brute force is already fast (0.03 s for 4,096 latents at 8,192 codes) and the search's
 # fixed costs (tree queries, bookkeeping: ~0.1 s) do not pay.
 MIN_CODES = 32768
-# Re-scoring one candidate costs about as much as this many codes of the tiled brute force (2026-12-02, 2 cores:
-# ~0.45 µs a candidate against ~0.26 ms a latent at K = 262,144); a latent whose ball holds more than
-# K / CODES_PER_CANDIDATE codes (far off the codebook's subspace) is searched by brute force instead.
-CODES_PER_CANDIDATE = 512
-MIN_CANDIDATE_LIMIT = 64
+# Re-scoring one candidate pair by pair costs ~0.45 µs; a latent's share of a grouped brute force over a box of
+# ~13,000 codes costs ~70 µs at d = 128 (2026-12-03, 2 cores, K = 262,144): a latent whose ball holds more than
+# MAX_BALL_CODES codes goes to the grouped brute force.
+MAX_BALL_CODES = 128
+# Latents per group of the grouped brute force: enough rows for a wide GEMM, few enough for a tight box.
+GROUP_SIZE = 64
+# Strips of the first head axis per standard deviation of the codes along it (the box index, `_HeadStrips`).
+STRIPS_PER_STD = 8
 # The ball's codes are pruned again with their exact distance over this many leading directions (head + a middle
 # band), bounding only the rest: the code tails left outside are ~4× smaller, and so are the candidate sets.
 BOUND_DIM = 24
@@ -79,6 +85,7 @@ class SubspaceSearch:
     middle: torch.Tensor  # (K, BOUND_DIM − head_dim) fp64, g_k in the directions after the head
     far_tail_norms: torch.Tensor  # (K,) fp64, ‖g_k‖ outside the first BOUND_DIM directions
     code_norms: torch.Tensor  # (K,) fp64, ‖e_k‖
+    strips: "_HeadStrips"  # the heads again, sorted for box queries
 
     @classmethod
     @torch.no_grad()
@@ -113,17 +120,19 @@ class SubspaceSearch:
             return None
         projected = centred @ axes
         bound_dim = max(BOUND_DIM, head_dim)
+        heads = projected[:, :head_dim].numpy()
         return cls(
             codebook=codebook,
             sq_norms=sq_norms,
             mean=mean,
             axes=axes,
             head_dim=head_dim,
-            tree=cKDTree(projected[:, :head_dim].numpy()),
+            tree=cKDTree(heads),
             tail_norms=projected[:, head_dim:].norm(dim=1),
             middle=projected[:, head_dim:bound_dim].contiguous(),
             far_tail_norms=projected[:, bound_dim:].norm(dim=1),
             code_norms=codes.norm(dim=1),
+            strips=_HeadStrips.build(heads),
         )
 
     def _rounding_slack(self, latent_norms: torch.Tensor) -> torch.Tensor:
@@ -168,11 +177,11 @@ class SubspaceSearch:
         )
 
         indices = torch.empty(num_vectors, dtype=torch.long)
-        limit = max(MIN_CANDIDATE_LIMIT, self.codebook.shape[0] // CODES_PER_CANDIDATE)
-        heavy = (counts > limit).nonzero().squeeze(1)
-        if len(heavy):
-            indices[heavy] = self._wide_brute_force(vectors[heavy])
-        light = (counts <= limit).nonzero().squeeze(1)
+        crowded = counts > MAX_BALL_CODES
+        if crowded.any():
+            rows = crowded.nonzero().squeeze(1)
+            indices[rows] = self._grouped_brute_force(vectors[rows], heads[rows.numpy()], radius[rows].numpy())
+        light = (~crowded).nonzero().squeeze(1)
         if len(light):
             indices[light] = self._search_candidates(
                 vectors[light],
@@ -184,6 +193,25 @@ class SubspaceSearch:
                 radius[light],
                 workers,
             )
+        return indices
+
+    def _grouped_brute_force(self, vectors: torch.Tensor, heads: np.ndarray, radius: np.ndarray) -> torch.LongTensor:
+        """The brute force for groups of nearby latents, each over the codes whose heads lie in its members' balls'
+        bounding box: every code that can win is in the box, and each score is the brute force's own `addmm` entry."""
+        indices = torch.empty(len(vectors), dtype=torch.long)
+        for group in _nearby_groups(heads, GROUP_SIZE):
+            rows = torch.from_numpy(group)
+            low = (heads[group] - radius[group, None]).min(axis=0)
+            high = (heads[group] + radius[group, None]).max(axis=0)
+            box = self.strips.codes_in_box(low, high)
+            if 2 * len(box) > self.codebook.shape[0]:
+                indices[rows] = self._wide_brute_force(vectors[rows])
+                continue
+            codes = _wide(torch.from_numpy(box), CODE_BLOCK)  # sorted: the first minimum is the lowest id
+            nearest = nearest_code_indices(
+                _wide(vectors[rows], TOKEN_BLOCK), self.codebook[codes], self.sq_norms[codes]
+            )
+            indices[rows] = codes[nearest[: len(group)]]
         return indices
 
     def _search_candidates(self, vectors, latents, rotated, heads, upper, slack, radius, workers):
@@ -260,6 +288,58 @@ class SubspaceSearch:
     def _wide_brute_force(self, vectors: torch.Tensor) -> torch.LongTensor:
         """The brute force on some latents, padded so each of its token blocks is a wide GEMM (same rounding)."""
         return nearest_code_indices(_wide(vectors, TOKEN_BLOCK), self.codebook, self.sq_norms)[: len(vectors)]
+
+
+def _nearby_groups(points: np.ndarray, size: int) -> list[np.ndarray]:
+    """Row indices of `points` split into groups of at most `size` by repeated median cuts along the widest of the
+    first three axes: compact groups, so the boxes around them stay small."""
+    groups, pending = [], [np.arange(len(points))]
+    while pending:
+        rows = pending.pop()
+        if len(rows) <= size:
+            groups.append(rows)
+            continue
+        leading = points[rows, :3]
+        axis = int(np.argmax(leading.max(axis=0) - leading.min(axis=0)))
+        rows = rows[np.argsort(leading[:, axis], kind="stable")]
+        pending += [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+    return groups
+
+
+@dataclass
+class _HeadStrips:
+    """Code heads cut into strips along the first axis and sorted by the second within a strip, so that the codes
+    in a box are a few contiguous runs (one per strip) found by binary search. scipy's k-d tree answers balls and
+    cubes only; a box query is what the grouped brute force needs."""
+
+    order: np.ndarray  # (K,) code ids in strip order
+    keys: np.ndarray  # (K,) strip · span + second coordinate, ascending
+    heads: np.ndarray  # (K, r) heads in strip order
+    strip_width: float
+    second_min: float
+    span: float
+
+    @classmethod
+    def build(cls, heads: np.ndarray) -> "_HeadStrips":
+        first = heads[:, 0]
+        second = heads[:, 1] if heads.shape[1] > 1 else np.zeros_like(first)
+        strip_width = max(float(first.std()), 1e-12) / STRIPS_PER_STD
+        second_min, span = float(second.min()), float(second.max() - second.min()) + 1.0
+        keys = np.floor(first / strip_width) * span + (second - second_min)
+        order = np.argsort(keys, kind="stable")
+        return cls(order, keys[order], heads[order], strip_width, second_min, span)
+
+    def codes_in_box(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Sorted ids of the codes whose heads lie in `[low, high]` (all axes, bounds included)."""
+        strips = np.arange(np.floor(low[0] / self.strip_width), np.floor(high[0] / self.strip_width) + 1)
+        second_low, second_high = (low[1], high[1]) if len(low) > 1 else (0.0, 0.0)
+        starts = np.searchsorted(self.keys, strips * self.span + (second_low - self.second_min), side="left")
+        ends = np.searchsorted(self.keys, strips * self.span + (second_high - self.second_min), side="right")
+        lengths = ends - starts
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        candidates = offsets + np.arange(lengths.sum())
+        inside = np.all((self.heads[candidates] >= low) & (self.heads[candidates] <= high), axis=1)
+        return np.sort(self.order[candidates[inside]])
 
 
 def _wide(rows: torch.Tensor, block: int | None = None) -> torch.Tensor:
