@@ -109,6 +109,20 @@ def test_deferred_quantization_switches_phase_at_the_given_step(trained):
         assert 0 < train_logs[step]["train/utilization"] <= 1
 
 
+def test_shrinkage_statistics_are_logged_beside_the_codebook_health(trained):
+    history = json.loads((trained / "training_history.json").read_text())
+    train_logs = {entry["step"]: entry for entry in history if "train/reconstruction_loss" in entry}
+    assert all("train/spread_ratio" not in train_logs[step] for step in (1, 2, 3))  # unquantized: nothing to compare
+    for step in (4, 5, 6):
+        entry = train_logs[step]
+        assert (
+            entry["train/latent_spread"] > 0
+            and entry["train/code_spread"] > 0
+            and entry["train/mean_code_distance"] > 0
+        )
+        assert entry["train/spread_ratio"] == pytest.approx(entry["train/latent_spread"] / entry["train/code_spread"])
+
+
 def test_perceptual_loss_is_logged_at_every_step(trained):
     try:
         lpips_linear_weights_path()
