@@ -1,7 +1,9 @@
+import importlib.util
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -57,6 +59,14 @@ def run_without_hf_simvq(script: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run `script` in a subprocess that cannot import hf_simvq (the `trust_remote_code=True` route)."""
     code = HIDE_HF_SIMVQ + textwrap.dedent(script)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script outside the package (examples/, benchmarks/) as a module, so a test can call its `main(argv)`."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
