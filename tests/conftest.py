@@ -10,6 +10,24 @@ import torch
 
 from hf_simvq import SimVQAudioConfig, SimVQConfig, SimVQModel
 
+# training/train.py on a tiny model and data set (16×16 images → 8×8 tokens, d = 8): a run of a few steps takes
+# seconds. The codebook size is the caller's.
+TINY_TRAIN_OPTIONS = [
+    "--resolution", "16",
+    "--num_train_images", "256",
+    "--num_validation_images", "64",
+    "--num_validation_images_during_training", "32",
+    "--base_channels", "8",
+    "--channel_multipliers", "1", "2",
+    "--norm_num_groups", "4",
+    "--embed_dim", "8",
+    "--train_batch_size", "16",
+    "--eval_batch_size", "32",
+    "--num_grid_images", "4",
+    "--eval_metrics", "codebook_usage", "psnr", "ssim",
+    "--logging_steps", "1",
+]  # fmt: skip
+
 
 def tiny_config(**overrides) -> SimVQConfig:
     """A model small enough for CPU tests: 32×32 images → 8×8 tokens."""

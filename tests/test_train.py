@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAIN_OPTIONS
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -18,22 +19,7 @@ import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
 from hf_simvq.evaluation.lpips_network import LPIPSWeightsNotFoundError, build_vgg16_features, lpips_linear_weights_path
 
 TRAIN_SCRIPT = Path(__file__).parents[1] / "training" / "train.py"
-TINY_RUN = [
-    "--resolution", "16",
-    "--num_train_images", "256",
-    "--num_validation_images", "64",
-    "--num_validation_images_during_training", "32",
-    "--base_channels", "8",
-    "--channel_multipliers", "1", "2",
-    "--norm_num_groups", "4",
-    "--embed_dim", "8",
-    "--codebook_size", "64",
-    "--train_batch_size", "16",
-    "--eval_batch_size", "32",
-    "--num_grid_images", "4",
-    "--eval_metrics", "codebook_usage", "psnr", "ssim",
-    "--logging_steps", "1",
-]  # fmt: skip
+TINY_RUN = [*TINY_TRAIN_OPTIONS, "--codebook_size", "64"]
 
 
 def train_command(output_dir: Path, *options: str) -> list[str]:
