@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     )
     parser.add_argument("--quantizer_types", nargs="+", choices=["simvq", "vq"], default=["simvq", "vq"])
     parser.add_argument("--codebook_sizes", nargs="+", type=int, default=[1024, 4096, 16384, 65536, 262144])
-    parser.add_argument("--runs_dir", type=Path, default=Path("codebook-scaling-runs"), help="One folder per run.")
+    parser.add_argument(
+        "--runs_dir", type=Path, default=Path("outputs/codebook-scaling"), help="One folder per run (git-ignored)."
+    )
     parser.add_argument("--output_json", type=Path, default=RESULTS_DIR / "codebook_scaling.json")
     parser.add_argument("--output_png", type=Path, default=RESULTS_DIR / "codebook_scaling.png")
     args, train_options = parser.parse_known_args(argv)
