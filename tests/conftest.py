@@ -1,12 +1,32 @@
+import importlib.util
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 from hf_simvq import SimVQAudioConfig, SimVQConfig, SimVQModel
+
+# training/train.py on a tiny model and data set (16×16 images → 8×8 tokens, d = 8): a run of a few steps takes
+# seconds. The codebook size is the caller's.
+TINY_TRAIN_OPTIONS = [
+    "--resolution", "16",
+    "--num_train_images", "256",
+    "--num_validation_images", "64",
+    "--num_validation_images_during_training", "32",
+    "--base_channels", "8",
+    "--channel_multipliers", "1", "2",
+    "--norm_num_groups", "4",
+    "--embed_dim", "8",
+    "--train_batch_size", "16",
+    "--eval_batch_size", "32",
+    "--num_grid_images", "4",
+    "--eval_metrics", "codebook_usage", "psnr", "ssim",
+    "--logging_steps", "1",
+]  # fmt: skip
 
 
 def tiny_config(**overrides) -> SimVQConfig:
@@ -57,6 +77,14 @@ def run_without_hf_simvq(script: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run `script` in a subprocess that cannot import hf_simvq (the `trust_remote_code=True` route)."""
     code = HIDE_HF_SIMVQ + textwrap.dedent(script)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script outside the package (examples/, benchmarks/) as a module, so a test can call its `main(argv)`."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

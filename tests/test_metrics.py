@@ -10,7 +10,10 @@ from skimage.metrics import structural_similarity
 from hf_simvq.evaluation.codebook_statistics import (
     codebook_usage,
     effective_rank,
+    mean_pairwise_distance,
     perplexity,
+    rms_spread,
+    shrinkage_statistics,
     token_histogram,
     utilization,
 )
@@ -50,6 +53,40 @@ def test_effective_rank_is_exp_entropy_of_normalised_singular_values():
     assert effective_rank(torch.outer(torch.arange(1.0, 5.0), torch.ones(4))) == pytest.approx(1.0)
     expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
     assert effective_rank(torch.diag(torch.tensor([3.0, -1.0]))) == pytest.approx(expected)
+
+
+def test_spreads_of_a_3_4_5_triangle():
+    points = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    assert mean_pairwise_distance(points) == pytest.approx((3 + 4 + 5) / 3)
+    # Mean (1, 4/3); squared distances to it 25/9, 52/9, 73/9: their mean is 50/9.
+    assert rms_spread(points) == pytest.approx(math.sqrt(50 / 9))
+    assert mean_pairwise_distance(points[:1]) == 0.0 and rms_spread(points[:1]) == 0.0
+    with pytest.raises(ValueError, match="one vector per row"):
+        rms_spread(torch.zeros(3))
+
+
+def test_mean_pairwise_distance_subsamples_above_the_cap_deterministically():
+    equidistant = torch.eye(600)  # every pair of distinct rows is √2 apart, whichever rows are drawn
+    assert mean_pairwise_distance(equidistant, max_rows=50) == pytest.approx(math.sqrt(2))
+    points = torch.randn(3000, 8, generator=torch.Generator().manual_seed(0))
+    estimate = mean_pairwise_distance(points, max_rows=500)
+    assert estimate == mean_pairwise_distance(points, max_rows=500)
+    assert estimate == pytest.approx(mean_pairwise_distance(points, max_rows=3000), rel=0.02)
+    assert estimate != mean_pairwise_distance(points[:500])  # a random subsample, not the first rows
+
+
+def test_shrinkage_statistics_compare_the_used_codes_with_the_latents():
+    codebook = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [100.0, 100.0]])
+    histogram = torch.tensor([5, 1, 2, 0])  # the far code is dead: it must not count
+    latents = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 3.0], [0.0, -3.0]])  # RMS distance to (0, 0): √5
+    statistics = shrinkage_statistics(codebook, histogram, latents)
+    assert statistics["code_spread"] == pytest.approx(math.sqrt(50 / 9))
+    assert statistics["mean_code_distance"] == pytest.approx(4.0)
+    assert statistics["latent_spread"] == pytest.approx(math.sqrt(5))
+    assert statistics["spread_ratio"] == pytest.approx(math.sqrt(5) / math.sqrt(50 / 9))
+    one_code = shrinkage_statistics(codebook, torch.tensor([0, 0, 7, 0]), latents)
+    assert one_code["code_spread"] == 0.0 and one_code["spread_ratio"] == math.inf
+    assert set(shrinkage_statistics(codebook, histogram)) == {"code_spread", "mean_code_distance"}
 
 
 def test_codebook_usage_module_covers_the_whole_set():

@@ -44,6 +44,25 @@ def test_from_pretrained_restores_the_frozen_codebook_exactly(tmp_path):
     assert torch.equal(loaded.quantize.frozen_codebook, model.quantize.frozen_codebook)
 
 
+def test_trained_uniform_codebook_is_a_parameter_that_saves_and_loads_under_the_same_key(images, tmp_path):
+    """The ablation C + W: `_init_weights` draws the uniform C (not the Gaussian), the optimizer sees it, and the
+    folder restores it exactly, under the state-dict keys of the default model."""
+    torch.manual_seed(0)
+    model = SimVQModel(tiny_config(codebook_init="uniform", train_codebook=True)).eval()
+    codebook = model.quantize.frozen_codebook
+    assert codebook.abs().max().item() <= model.config.codebook_init_std * 3**0.5
+    assert any(parameter is codebook for parameter in model.parameters())
+    assert model.state_dict().keys() == SimVQModel(tiny_config()).state_dict().keys()
+    with torch.no_grad():
+        expected = model(images).image_tokens
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded.quantize.frozen_codebook, torch.nn.Parameter)
+    assert torch.equal(loaded.quantize.frozen_codebook, codebook)
+    with torch.no_grad():
+        assert torch.equal(loaded(images).image_tokens, expected)
+
+
 @pytest.mark.parametrize("codebook_size", [1024, 65536, 262144])
 def test_large_codebooks_encode_and_decode_on_cpu(codebook_size, images):
     torch.manual_seed(0)

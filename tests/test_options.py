@@ -39,10 +39,12 @@ def test_options_build_the_config_of_their_types(parser):
     args = parser.parse_args(
         ["--quantizer_type", "multiscale_simvq", "--scales", "1", "2", "4", "--quant_resi", "0.25",
          "--no-projection_bias", "--codebook_size", "1024", "--embed_dim", "16", "--base_channels", "32",
-         "--channel_multipliers", "1", "2", "2", "--norm_num_groups", "8"]
+         "--channel_multipliers", "1", "2", "2", "--norm_num_groups", "8", "--codebook_init", "uniform",
+         "--train_codebook"]
     )  # fmt: skip
     config = config_from_args(args, SimVQConfig, image_size=16)
     assert config.scales == [1, 2, 4] and config.quant_resi == 0.25 and config.projection_bias is False
+    assert config.codebook_init == "uniform" and config.train_codebook is True
     assert config.codebook_size == 1024 and config.channel_multipliers == [1, 2, 2] and config.image_size == 16
     # Unset options leave the config's own defaults.
     assert config.num_shared_phi == SimVQConfig().num_shared_phi

@@ -107,6 +107,46 @@ def test_simvq_step_trains_the_projection_and_never_the_frozen_codebook():
     assert "frozen_codebook" in quantizer.state_dict()
 
 
+@pytest.mark.parametrize("train_codebook", [False, True])
+def test_train_codebook_decides_whether_a_step_moves_the_codebook_c(train_codebook):
+    """The ablation trains `C` with `W`: a gradient reaches exactly the selected rows, and Adam moves only those."""
+    torch.manual_seed(0)
+    quantizer = SimVQQuantizer(1024, 16, train_codebook=train_codebook)
+    before = quantizer.frozen_codebook.detach().clone()
+    optimizer = torch.optim.Adam(quantizer.parameters(), lr=1e-2)
+    output = quantizer(torch.randn(2, 16, 4, 4))
+    output.loss.backward()
+    optimizer.step()
+    codebook = quantizer.frozen_codebook
+    assert set(quantizer.state_dict()) == {"frozen_codebook", "projection.weight", "projection.bias"}
+    if not train_codebook:
+        assert not codebook.requires_grad and codebook.grad is None
+        assert torch.equal(codebook, before)
+        return
+    selected = torch.zeros(1024, dtype=torch.bool)
+    selected[output.indices.flatten()] = True
+    assert torch.equal((codebook.grad != 0).any(dim=1), selected)
+    assert torch.equal((codebook != before).any(dim=1), selected)
+
+
+def initial_codes(quantizer) -> torch.Tensor:
+    """The tensor the codebook init fills: SimVQ's `C`, VQ's learned codebook."""
+    return (quantizer.frozen_codebook if isinstance(quantizer, SimVQQuantizer) else quantizer.embedding.weight).detach()
+
+
+@pytest.mark.parametrize("quantizer_class", [SimVQQuantizer, VQQuantizer])
+def test_uniform_init_has_the_normal_inits_std_inside_its_bound(quantizer_class):
+    torch.manual_seed(0)
+    std, bound = 16**-0.5, 16**-0.5 * 3**0.5
+    uniform = initial_codes(quantizer_class(8192, 16, codebook_init="uniform"))
+    normal = initial_codes(quantizer_class(8192, 16))
+    assert uniform.std().item() == pytest.approx(std, rel=0.01) and normal.std().item() == pytest.approx(std, rel=0.01)
+    assert uniform.abs().max().item() <= bound < normal.abs().max().item()
+    assert uniform.abs().max().item() > 0.999 * bound  # filled up to the bound, not a narrower range
+    with pytest.raises(ValueError, match="codebook_init"):
+        quantizer_class(16, 4, codebook_init="xavier")
+
+
 def test_vq_step_moves_only_the_selected_codes():
     torch.manual_seed(0)
     quantizer = VQQuantizer(1024, 16)
@@ -157,6 +197,27 @@ def test_cached_codebook_follows_optimizer_steps_state_dicts_and_data_writes():
     quantizer.projection.weight.data.copy_(torch.randn(16, 16))  # EMA-style write: no version bump
     assert_search_uses_current_weights()
     quantizer.projection.bias.data.zero_()
+    assert_search_uses_current_weights()
+
+
+def test_cached_codebook_follows_a_trained_codebook_c_also_through_data_writes():
+    torch.manual_seed(0)
+    quantizer = SimVQQuantizer(2048, 16, train_codebook=True).eval()
+    latents = torch.randn(2, 16, 8, 8)
+
+    def assert_search_uses_current_weights():
+        with torch.no_grad():
+            expected = full_matrix_nearest(latents.permute(0, 2, 3, 1).reshape(-1, 16), quantizer.codebook())
+            assert torch.equal(quantizer(latents).indices.flatten(), expected)
+
+    assert_search_uses_current_weights()
+    quantizer.frozen_codebook.data.copy_(torch.randn(2048, 16))  # EMA-style write: no version bump
+    assert_search_uses_current_weights()
+    optimizer = torch.optim.SGD([quantizer.frozen_codebook], lr=10.0)  # C alone: W stays, so only C can tell
+    quantizer.train()
+    quantizer(latents.requires_grad_()).loss.backward()
+    optimizer.step()
+    quantizer.eval()
     assert_search_uses_current_weights()
 
 

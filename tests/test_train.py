@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAIN_OPTIONS
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -18,22 +19,7 @@ import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
 from hf_simvq.evaluation.lpips_network import LPIPSWeightsNotFoundError, build_vgg16_features, lpips_linear_weights_path
 
 TRAIN_SCRIPT = Path(__file__).parents[1] / "training" / "train.py"
-TINY_RUN = [
-    "--resolution", "16",
-    "--num_train_images", "256",
-    "--num_validation_images", "64",
-    "--num_validation_images_during_training", "32",
-    "--base_channels", "8",
-    "--channel_multipliers", "1", "2",
-    "--norm_num_groups", "4",
-    "--embed_dim", "8",
-    "--codebook_size", "64",
-    "--train_batch_size", "16",
-    "--eval_batch_size", "32",
-    "--num_grid_images", "4",
-    "--eval_metrics", "codebook_usage", "psnr", "ssim",
-    "--logging_steps", "1",
-]  # fmt: skip
+TINY_RUN = [*TINY_TRAIN_OPTIONS, "--codebook_size", "64"]
 
 
 def train_command(output_dir: Path, *options: str) -> list[str]:
@@ -107,6 +93,20 @@ def test_deferred_quantization_switches_phase_at_the_given_step(trained):
     for step in (4, 5, 6):
         assert train_logs[step]["train/quantization_loss"] > 0
         assert 0 < train_logs[step]["train/utilization"] <= 1
+
+
+def test_shrinkage_statistics_are_logged_beside_the_codebook_health(trained):
+    history = json.loads((trained / "training_history.json").read_text())
+    train_logs = {entry["step"]: entry for entry in history if "train/reconstruction_loss" in entry}
+    assert all("train/spread_ratio" not in train_logs[step] for step in (1, 2, 3))  # unquantized: nothing to compare
+    for step in (4, 5, 6):
+        entry = train_logs[step]
+        assert (
+            entry["train/latent_spread"] > 0
+            and entry["train/code_spread"] > 0
+            and entry["train/mean_code_distance"] > 0
+        )
+        assert entry["train/spread_ratio"] == pytest.approx(entry["train/latent_spread"] / entry["train/code_spread"])
 
 
 def test_perceptual_loss_is_logged_at_every_step(trained):

@@ -273,7 +273,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
             if step % args.logging_steps == 0 or step == max_train_steps:
                 logs = training_logs(accelerator, losses, lr_scheduler.get_last_lr()[0])
                 if quantize and token_window:
-                    logs.update(codebook_health(model, token_window))
+                    logs.update(codebook_health(model, token_window, accelerator.gather(outputs["latents"].detach())))
                 usage = f"{logs['train/utilization']:.1%}" if "train/utilization" in logs else "unquantized"
                 progress_bar.set_postfix(loss=f"{logs['train/reconstruction_loss']:.4f}", usage=usage)
                 progress.record(accelerator, logs)

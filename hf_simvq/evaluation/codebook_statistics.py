@@ -1,10 +1,14 @@
-"""Codebook health: how many codes a tokenizer actually uses, and how spread out its SimVQ projection is.
+"""Codebook health: how many codes a tokenizer actually uses, how spread out its SimVQ projection is, and whether its
+used codes have shrunk into a narrower region than the latents they quantize.
 
-Every statistic starts from a token histogram (a bincount over the `K` codes), because histograms add up: the
+Every usage statistic starts from a token histogram (a bincount over the `K` codes), because histograms add up: the
 training logs sum them over a window, and evaluation sums them over processes, before computing any ratio.
 """
 
 import torch
+
+# All pairs of 262,144 codes are 34 billion distances; 2,048 rows are 2 million, a few milliseconds.
+MAX_PAIRWISE_ROWS = 2048
 
 
 def token_histogram(image_tokens: torch.Tensor, codebook_size: int) -> torch.LongTensor:
@@ -86,12 +90,66 @@ def effective_rank(weight: torch.Tensor) -> float:
     return torch.exp(-(probabilities * probabilities.log()).sum()).item()
 
 
+def _check_rows(points: torch.Tensor) -> torch.Tensor:
+    if points.ndim != 2:
+        raise ValueError(f"Expected an (N, d) matrix with one vector per row, got shape {tuple(points.shape)}.")
+    return points.detach().double()
+
+
+def rms_spread(points: torch.Tensor) -> float:
+    """Root-mean-square distance of the rows of `points` `(N, d)` to their mean, `sqrt(trace(covariance))`: how far a
+    cloud of vectors extends, in the vectors' own units, so latents and codes compare directly. 0 for no rows."""
+    points = _check_rows(points)
+    if points.shape[0] == 0:
+        return 0.0
+    return (points - points.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt().item()
+
+
+def mean_pairwise_distance(points: torch.Tensor, max_rows: int = MAX_PAIRWISE_ROWS) -> float:
+    """Mean Euclidean distance between distinct rows of `points` `(N, d)`: how far apart the codes are from each other,
+    which falls when a codebook shrinks even if no code dies. 0 for fewer than two rows.
+
+    Above `max_rows` rows it averages over a fixed random subsample (seed 0), so the same codes always give the same
+    estimate and the curves do not jitter from the subsampling.
+    """
+    points = _check_rows(points)
+    if points.shape[0] < 2:
+        return 0.0
+    if points.shape[0] > max_rows:
+        rows = torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(0))[:max_rows]
+        points = points[rows.to(points.device)]
+    return torch.pdist(points).mean().item()
+
+
+def shrinkage_statistics(
+    codebook: torch.Tensor, histogram: torch.Tensor, latents: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Has the codebook shrunk? ("Early Quantization Shrinks Codebook", Zhao et al., arXiv 2603.17052.)
+
+    Quantizing from the first step can anchor the codes to a narrow region of the latent space: utilization may stay
+    high while the used codes cover only part of where the latents are. This compares the codes that `histogram`
+    counts as used (rows of the effective `codebook` `(K, d)`) with the `latents` `(N, d)` they quantize:
+    `code_spread` and `mean_code_distance` of the used codes, `latent_spread`, and `spread_ratio` = latent spread /
+    code spread (about 1 when the used codes cover the latents; above 1 when they have shrunk; `inf` for one code).
+    """
+    used = codebook[_check_histogram(histogram).to(codebook.device) > 0]
+    statistics = {"code_spread": rms_spread(used), "mean_code_distance": mean_pairwise_distance(used)}
+    if latents is not None:
+        statistics["latent_spread"] = rms_spread(latents)
+        code_spread = statistics["code_spread"]
+        statistics["spread_ratio"] = statistics["latent_spread"] / code_spread if code_spread else float("inf")
+    return statistics
+
+
 __all__ = [
     "codebook_usage",
     "dead_codes",
     "effective_rank",
+    "mean_pairwise_distance",
     "perplexity",
+    "rms_spread",
     "scale_histograms",
+    "shrinkage_statistics",
     "token_histogram",
     "utilization",
 ]

@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from huggingface_hub import upload_folder
 from torch import nn
 
-from ..evaluation.codebook_statistics import codebook_usage, effective_rank, token_histogram
+from ..evaluation.codebook_statistics import codebook_usage, effective_rank, shrinkage_statistics, token_histogram
 from ..model_card import build_model_card
 from ..models.simvq.image_processing_simvq import SimVQImageProcessor
 from ..models.simvq.modeling_simvq import SimVQModel
@@ -23,14 +23,21 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 GRID_MIN_WIDTH = 1024
 
 
-def codebook_health(model: nn.Module, token_window: deque) -> dict[str, float]:
-    """Usage statistics of the tokens of the last steps, and the effective rank of SimVQ's `W` (VQ: the codebook)."""
+def codebook_health(model: nn.Module, token_window: deque, latents: torch.Tensor | None = None) -> dict[str, float]:
+    """Usage statistics of the tokens of the last steps, the effective rank of SimVQ's `W` (VQ: the codebook), and
+    the shrinkage statistics of the codes they used, against the step's `latents` `(B, d, …)` when given."""
     histogram = sum(token_histogram(tokens, model.config.codebook_size) for tokens in token_window)
     health = {f"train/{name}": value for name, value in codebook_usage(histogram).items()}
     health["train/window_tokens"] = int(histogram.sum())  # from every process: the window holds gathered tokens
     quantizer = model.quantize
     matrix = quantizer.embedding.weight if model.config.quantizer_type == "vq" else quantizer.projection.weight
     health["train/effective_rank"] = effective_rank(matrix)
+    if latents is not None:
+        latents = latents.detach().movedim(1, -1).reshape(-1, latents.shape[1])
+    # `embedding` is the effective codebook on every quantizer (SimVQ: `C·Wᵀ + b` from the search cache, which the
+    # next step's search then reuses: W does not change in between).
+    shrinkage = shrinkage_statistics(quantizer.embedding.weight.detach(), histogram, latents)
+    health.update({f"train/{name}": value for name, value in shrinkage.items()})
     return health
 
 
@@ -46,12 +53,14 @@ def save_reconstruction_grid(
     grid.resize((grid.width * scale, grid.height * scale), PIL.Image.Resampling.NEAREST).save(path)
 
 
-# (title, history keys, log scale): the six panels of the training-curve plot; the second one is the modality's own.
+# (title, history keys, log scale): the eight panels of the training-curve plot; the second one is the modality's own.
 CODEBOOK_PANELS = (
     ("Codebook utilization (training window)", ["train/utilization"], False),
     ("Perplexity / dead codes", ["train/perplexity", "train/dead_codes"], False),
     ("Effective rank of W", ["train/effective_rank"], False),
     ("Validation utilization", ["validation/utilization"], False),
+    ("Spread: latents vs used codes", ["train/latent_spread", "train/code_spread", "train/mean_code_distance"], False),
+    ("Shrinkage: latent spread / used-code spread", ["train/spread_ratio"], False),
 )
 IMAGE_PANELS = (
     ("Training losses", ["train/reconstruction_loss", "train/quantization_loss", "train/generator_loss"], True),
@@ -71,7 +80,8 @@ AUDIO_PANELS = (
 
 def plot_training_curves(history: list[dict], path: Path, panels: tuple = IMAGE_PANELS) -> None:
     """Losses, a validation score and the codebook health over training, one panel each."""
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8))
+    columns = -(-len(panels) // 2)
+    figure, axes = plt.subplots(2, columns, figsize=(5 * columns, 8))
     for axis, (title, keys, log_scale) in zip(axes.flat, panels, strict=True):
         for key in keys:
             points = [(entry["step"], entry[key]) for entry in history if key in entry]

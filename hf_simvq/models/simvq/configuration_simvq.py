@@ -4,6 +4,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 QUANTIZER_TYPES = ("simvq", "vq", "multiscale_simvq")
+CODEBOOK_INITS = ("normal", "uniform")
 VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 
 
@@ -14,6 +15,18 @@ def default_scales(latent_size: int) -> list[int]:
     and gives VAR's own progression back at 16.
     """
     return sorted({1, *(max(1, round(side * latent_size / VAR_SCALES[-1])) for side in VAR_SCALES)})
+
+
+def check_codebook_ablation(codebook_init: str, train_codebook: bool, quantizer_type: str) -> None:
+    """Checks of the codebook ablation fields, shared by the image and speech configs: a known distribution, and a
+    frozen `C` to train (plain VQ has none: its codebook is always trained)."""
+    if codebook_init not in CODEBOOK_INITS:
+        raise ValueError(f"`codebook_init` must be one of {CODEBOOK_INITS}, got {codebook_init!r}.")
+    if train_codebook and quantizer_type == "vq":
+        raise ValueError(
+            "`train_codebook` trains SimVQ's frozen codebook `C` together with `W`; plain VQ's codebook is always "
+            "trained: leave it False for quantizer_type='vq'."
+        )
 
 
 @strict
@@ -41,7 +54,12 @@ class SimVQConfig(PreTrainedConfig):
         commitment_beta (`float`, defaults to 0.25): weight of `‖z − sg(q)‖²`, the encoder-side commitment term.
         codebook_init_std (`float`, *optional*): standard deviation of the Gaussian codebook; `embed_dim ** -0.5`
             when unset, as in the reference implementation.
+        codebook_init (`str`, defaults to `"normal"`): distribution of the initial codes (SimVQ's `C`, VQ's learned
+            codebook): `"normal"`, N(0, std²) as in the paper, or `"uniform"`, U(−a, a) with a = std·√3 (the same
+            std), to ablate the Gaussian's shape without changing its scale.
         projection_bias (`bool`, defaults to `True`): whether the SimVQ projection `W` has a bias `b`.
+        train_codebook (`bool`, defaults to `False`): SimVQ only: train `C` together with `W`, the ablation of the
+            paper's frozen `C` (it keeps its state-dict key `quantize.frozen_codebook`, so folders load either way).
         scales (`list[int]`, *optional*): `"multiscale_simvq"` only: sides of the token maps, coarse to fine, as VAR's
             `patch_nums`; strictly increasing and ending at the latent size. When unset, VAR's
             `(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)` rescaled to the latent size (exactly that for a 16×16 latent).
@@ -66,7 +84,9 @@ class SimVQConfig(PreTrainedConfig):
     quantizer_type: str = "simvq"
     commitment_beta: float = 0.25
     codebook_init_std: float | None = None
+    codebook_init: str = "normal"
     projection_bias: bool = True
+    train_codebook: bool = False
     scales: list[int] | tuple[int, ...] | None = None
     quant_resi: float = 0.5
     num_shared_phi: int = 4
@@ -134,6 +154,7 @@ class SimVQConfig(PreTrainedConfig):
             raise ValueError(f"`commitment_beta` must be non-negative, got {self.commitment_beta}.")
         if self.codebook_init_std is not None and self.codebook_init_std <= 0:
             raise ValueError(f"`codebook_init_std` must be positive, got {self.codebook_init_std}.")
+        check_codebook_ablation(self.codebook_init, self.train_codebook, self.quantizer_type)
         if self.scales is not None:
             self._check_scales()
         if not 0 <= self.quant_resi <= 1:

@@ -3,6 +3,8 @@
 from huggingface_hub.dataclasses import strict
 from transformers.models.wavtokenizer.configuration_wavtokenizer import WavTokenizerConfig
 
+from .configuration_simvq import check_codebook_ablation
+
 # The multi-scale quantizer of the image model works on 2-D token maps only.
 AUDIO_QUANTIZER_TYPES = ("simvq", "vq")
 
@@ -27,7 +29,10 @@ class SimVQAudioConfig(WavTokenizerConfig):
         commitment_beta (`float`, defaults to 0.25): weight of `‖z − sg(q)‖²`, the encoder-side commitment term.
         codebook_init_std (`float`, *optional*): standard deviation of the frozen Gaussian codebook;
             `hidden_size ** -0.5` when unset, as in the reference implementation.
+        codebook_init (`str`, defaults to `"normal"`): distribution of the initial codes, `"normal"` or `"uniform"`
+            (the same std), as in [`SimVQConfig`].
         projection_bias (`bool`, defaults to `True`): whether the SimVQ projection `W` has a bias `b`.
+        train_codebook (`bool`, defaults to `False`): SimVQ only: train `C` together with `W`, as in [`SimVQConfig`].
         quantizer_type (`str`, defaults to `"simvq"`): `"simvq"`, or `"vq"` (a plain learned codebook: the baseline
             whose codebook collapses, for comparison).
         adanorm_num_embeddings (`int`, defaults to 1): one codebook means one bandwidth, so the backbone's adaptive
@@ -43,7 +48,9 @@ class SimVQAudioConfig(WavTokenizerConfig):
     adanorm_num_embeddings: int = 1
     commitment_beta: float = 0.25
     codebook_init_std: float | None = None
+    codebook_init: str = "normal"
     projection_bias: bool = True
+    train_codebook: bool = False
     quantizer_type: str = "simvq"
 
     def __post_init__(self, **kwargs):
@@ -96,6 +103,7 @@ class SimVQAudioConfig(WavTokenizerConfig):
             raise ValueError(f"`commitment_beta` must be non-negative, got {self.commitment_beta}.")
         if self.codebook_init_std is not None and self.codebook_init_std <= 0:
             raise ValueError(f"`codebook_init_std` must be positive, got {self.codebook_init_std}.")
+        check_codebook_ablation(self.codebook_init, self.train_codebook, self.quantizer_type)
 
 
 __all__ = ["SimVQAudioConfig"]

@@ -104,18 +104,16 @@ def build_quantizer(config) -> VectorQuantizer:
         "embed_dim": config.embed_dim,
         "commitment_beta": config.commitment_beta,
         "codebook_init_std": config.codebook_init_std,
+        "codebook_init": config.codebook_init,
     }
-    if config.quantizer_type == "simvq":
-        return SimVQQuantizer(**common, projection_bias=config.projection_bias)
+    if config.quantizer_type == "vq":
+        return VQQuantizer(**common)
+    common |= {"projection_bias": config.projection_bias, "train_codebook": config.train_codebook}
     if config.quantizer_type == "multiscale_simvq":
         return MultiScaleSimVQQuantizer(
-            **common,
-            scales=config.scales,
-            projection_bias=config.projection_bias,
-            quant_resi=config.quant_resi,
-            num_shared_phi=config.num_shared_phi,
+            **common, scales=config.scales, quant_resi=config.quant_resi, num_shared_phi=config.num_shared_phi
         )
-    return VQQuantizer(**common)
+    return SimVQQuantizer(**common)
 
 
 class SimVQPreTrainedModel(PreTrainedModel):
@@ -141,9 +139,9 @@ class SimVQPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, SimVQQuantizer):
-            init.normal_(module.frozen_codebook, std=self.config.codebook_init_std)
+            module.init_codebook_(module.frozen_codebook)
         elif isinstance(module, VQQuantizer):
-            init.normal_(module.embedding.weight, std=self.config.codebook_init_std)
+            module.init_codebook_(module.embedding.weight)
 
 
 class SimVQModel(SimVQPreTrainedModel):

@@ -116,9 +116,9 @@ class SimVQAudioPreTrainedModel(PreTrainedAudioTokenizerBase):
         elif isinstance(module, WavTokenizerISTFTHead):
             init.copy_(module.window, torch.hann_window(module.n_fft))
         elif isinstance(module, SimVQQuantizer):
-            init.normal_(module.frozen_codebook, std=self.config.codebook_init_std)
+            module.init_codebook_(module.frozen_codebook)
         elif isinstance(module, VQQuantizer):
-            init.normal_(module.embedding.weight, std=self.config.codebook_init_std)
+            module.init_codebook_(module.embedding.weight)
         elif isinstance(module, WavTokenizerAdaLayerNorm):
             init.ones_(module.scale.weight)
             init.zeros_(module.shift.weight)

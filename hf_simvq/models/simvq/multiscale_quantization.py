@@ -78,8 +78,12 @@ class MultiScaleSimVQQuantizer(SimVQQuantizer):
         projection_bias: bool = True,
         quant_resi: float = 0.5,
         num_shared_phi: int = 4,
+        codebook_init: str = "normal",
+        train_codebook: bool = False,
     ):
-        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std, projection_bias)
+        super().__init__(
+            codebook_size, embed_dim, commitment_beta, codebook_init_std, projection_bias, codebook_init, train_codebook
+        )
         self.scales = list(scales)
         self.phi = nn.ModuleList(
             Phi(embed_dim, quant_resi) if quant_resi > 0 else nn.Identity() for _ in range(num_shared_phi)

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 from transformers.utils import ModelOutput
+
+from .configuration_simvq import CODEBOOK_INITS
 
 # One 1024 × 4096 fp32 tile is 16 MiB: large enough for the GEMM to run near peak (d = 128 is a thin inner
 # dimension), small enough to stay in a 32 MiB L3 for the min-reduction that follows; smaller tiles lost GEMM
@@ -98,14 +101,34 @@ class VectorQuantizer(nn.Module):
     """Shared machinery of the quantizers; subclasses say what the codebook is and how a code is looked up."""
 
     def __init__(
-        self, codebook_size: int, embed_dim: int, commitment_beta: float = 0.25, codebook_init_std: float | None = None
+        self,
+        codebook_size: int,
+        embed_dim: int,
+        commitment_beta: float = 0.25,
+        codebook_init_std: float | None = None,
+        codebook_init: str = "normal",
     ):
         super().__init__()
         self.codebook_size = codebook_size
         self.embed_dim = embed_dim
         self.commitment_beta = commitment_beta
-        # Both kinds draw their initial codes from N(0, std²); d^-0.5 (the paper's) keeps ‖c‖ ≈ 1 whatever d is.
+        # Both kinds draw their initial codes with this std; d^-0.5 (the paper's) keeps ‖c‖ ≈ 1 whatever d is.
         self.codebook_init_std = codebook_init_std if codebook_init_std is not None else embed_dim**-0.5
+        self.codebook_init = codebook_init
+
+    def init_codebook_(self, codebook: torch.Tensor) -> torch.Tensor:
+        """Fill `codebook` in place with N(0, std²) (`"normal"`, the paper's) or U(−a, a), a = std·√3 (`"uniform"`).
+
+        Both have the same std, so the uniform ablation changes the shape of the codebook's distribution, not its
+        scale. Through `transformers.initialization`, so `_init_weights` leaves a codebook loaded from a checkpoint
+        alone.
+        """
+        std = self.codebook_init_std
+        if self.codebook_init == "normal":
+            return init.normal_(codebook, std=std)
+        if self.codebook_init == "uniform":
+            return init.uniform_(codebook, -std * 3**0.5, std * 3**0.5)
+        raise ValueError(f"`codebook_init` must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}.")
 
     def codebook(self) -> torch.Tensor:
         """The effective `(K, d)` codebook that latents are matched against."""
@@ -184,6 +207,7 @@ class _SearchTable:
     codebook_key: tuple
     weight: torch.Tensor
     bias: torch.Tensor | None
+    trained_codebook: torch.Tensor | None
     codebook: torch.Tensor
     sq_norms: torch.Tensor
     subspace: object = None
@@ -194,7 +218,8 @@ class SimVQQuantizer(VectorQuantizer):
     """SimVQ: a frozen Gaussian codebook `C` reparameterised by a trained linear layer, `C·Wᵀ + b`.
 
     Training moves the whole effective codebook at once through `W`, so no code is left behind (no collapse).
-    `C` is a persistent buffer: it is saved with the model and never touched by an optimizer.
+    `C` is a persistent buffer: it is saved with the model and never touched by an optimizer. With
+    `train_codebook=True` (an ablation) it is a parameter trained with `W` instead, under the same name.
 
     Outside training steps the search runs in the principal subspace of the cached codebook (`SubspaceSearch`: same
     indices as the brute force, much faster on a trained, low-rank codebook); set `subspace_search = False` to
@@ -208,9 +233,16 @@ class SimVQQuantizer(VectorQuantizer):
         commitment_beta: float = 0.25,
         codebook_init_std: float | None = None,
         projection_bias: bool = True,
+        codebook_init: str = "normal",
+        train_codebook: bool = False,
     ):
-        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std)
-        self.register_buffer("frozen_codebook", torch.randn(codebook_size, embed_dim) * self.codebook_init_std)
+        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std, codebook_init)
+        codebook = self.init_codebook_(torch.empty(codebook_size, embed_dim))
+        if train_codebook:
+            # Still `frozen_codebook`: one state-dict key for both variants, so either folder loads into either.
+            self.frozen_codebook = nn.Parameter(codebook)
+        else:
+            self.register_buffer("frozen_codebook", codebook)
         self.projection = nn.Linear(embed_dim, embed_dim, bias=projection_bias)
         self._search_cache: _SearchTable | None = None
         self.subspace_search = True
@@ -245,17 +277,21 @@ class SimVQQuantizer(VectorQuantizer):
         """The effective codebook costs O(K·d²) to build, so it is kept until `C`, `W` or `b` changes.
 
         The check compares `W` and `b` by value (O(d²)) rather than trusting version counters, because writes
-        through `.data` (EMA `copy_to`, some checkpoint loaders) do not bump them; `C` is compared by storage and
-        version, which `load_state_dict`, `.to()` and in-place writes all change.
+        through `.data` (EMA `copy_to`, some checkpoint loaders) do not bump them; the frozen `C` is compared by
+        storage and version, which `load_state_dict`, `.to()` and in-place writes all change. A trained `C`
+        (`train_codebook`) receives those `.data` writes too, so it is compared by value like `W` (O(K·d), still
+        below the O(K·d²) rebuild).
         """
-        weight, bias = self.projection.weight, self.projection.bias
-        codebook_key = (self.frozen_codebook.data_ptr(), self.frozen_codebook._version, self.frozen_codebook.dtype)
+        weight, bias, frozen = self.projection.weight, self.projection.bias, self.frozen_codebook
+        codebook_key = (frozen.data_ptr(), frozen._version, frozen.dtype)
+        trained = isinstance(frozen, nn.Parameter)
         cache = self._search_cache
         if (
             cache is None
             or cache.codebook_key != codebook_key
             or not torch.equal(cache.weight, weight)
             or (bias is not None and not torch.equal(cache.bias, bias))
+            or (trained and not torch.equal(cache.trained_codebook, frozen))
         ):
             self._search_cache = None  # free the stale K × d table before building its successor
             codebook, sq_norms = super()._search_codebook()
@@ -263,6 +299,7 @@ class SimVQQuantizer(VectorQuantizer):
                 codebook_key,
                 weight.detach().clone(),
                 None if bias is None else bias.detach().clone(),
+                frozen.detach().clone() if trained else None,
                 codebook,
                 sq_norms,
             )
@@ -295,10 +332,11 @@ class VQQuantizer(VectorQuantizer):
         embed_dim: int,
         commitment_beta: float = 0.25,
         codebook_init_std: float | None = None,
+        codebook_init: str = "normal",
     ):
-        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std)
+        super().__init__(codebook_size, embed_dim, commitment_beta, codebook_init_std, codebook_init)
         self.embedding = nn.Embedding(codebook_size, embed_dim)
-        nn.init.normal_(self.embedding.weight, std=self.codebook_init_std)
+        self.init_codebook_(self.embedding.weight)
 
     def codebook(self) -> torch.Tensor:
         return self.embedding.weight
