@@ -207,7 +207,7 @@ def peer_indices(peer, latents: torch.Tensor) -> torch.Tensor:
     return torch.cat([peer(chunk[None])[1][0] for chunk in latents.split(TOKEN_BLOCK)])
 
 
-def subspace_rows(noise_levels: tuple[float, ...] = (0.05, 0.2)) -> None:
+def subspace_rows(noise_levels: tuple[float, ...] = (0.01, 0.05, 0.2)) -> None:
     """Search on a trained-like codebook (`C·Wᵀ`, W from `trained_like_projection`, b = 0 so that the peer, which has
     no bias, searches the very same codebook) for `NUM_TOKENS` latents = a random code + N(0, σ²) in every direction.
     Identical indices are counted against our brute force. The peer runs on 1,024-token chunks (a 4,096 × 262,144
@@ -242,7 +242,7 @@ def subspace_rows(noise_levels: tuple[float, ...] = (0.05, 0.2)) -> None:
             peer_seconds = _seconds(partial(peer_indices, peer, latents))
             rows = [
                 ("hf_simvq brute force (tiled)", brute_seconds, brute),
-                (f"hf_simvq subspace (r={search.head_dim}, k-d tree)", search_seconds, found),
+                (f"hf_simvq subspace (r={search.head_dim}, k-d tree + groups)", search_seconds, found),
                 ("vector-quantize-pytorch SimVQ (cdist)", peer_seconds, peer_ids),
             ]
             print(f"{codebook_size:>8} | latents: code + N(0, {noise}²)")

@@ -124,7 +124,7 @@ def mean_pairwise_distance(points: torch.Tensor, max_rows: int = MAX_PAIRWISE_RO
 def shrinkage_statistics(
     codebook: torch.Tensor, histogram: torch.Tensor, latents: torch.Tensor | None = None
 ) -> dict[str, float]:
-    """Has the codebook shrunk? ("Early Quantization Shrinks Codebook", Zhao et al., arXiv 2603.17052.)
+    """Has the codebook shrunk? ("Early Quantization Shrinks Codebook", Zhao et al.)
 
     Quantizing from the first step can anchor the codes to a narrow region of the latent space: utilization may stay
     high while the used codes cover only part of where the latents are. This compares the codes that `histogram`
