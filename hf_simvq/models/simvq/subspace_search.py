@@ -38,12 +38,12 @@ MAX_HEAD_DIM = 8
 # Below this many codes the brute force is already fast (0.03 s for 4,096 latents at 8,192 codes) and the search's
 # fixed costs (tree queries, bookkeeping: ~0.1 s) do not pay.
 MIN_CODES = 32768
-# Re-scoring one candidate pair by pair costs ~0.45 µs; a latent's share of a grouped brute force over a box of
-# ~13,000 codes costs ~70 µs at d = 128 (2026-12-03, 2 cores, K = 262,144): a latent whose ball holds more than
-# MAX_BALL_CODES codes goes to the grouped brute force.
+# Re-scoring one candidate pair by pair costs ~0.45 µs, a latent's share of a grouped brute force tens of µs: a latent
+# whose ball holds more than MAX_BALL_CODES codes goes to the grouped brute force. Latents per group: enough rows for
+# a wide GEMM, few enough for a tight box. Both chosen by a sweep (32/128/512 × 64/128) at K = 262,144, d = 128,
+# latents = code + N(0, σ²), σ ∈ {0.01, 0.05, 0.2}, 2 cores, 2026-12-03.
 MAX_BALL_CODES = 128
-# Latents per group of the grouped brute force: enough rows for a wide GEMM, few enough for a tight box.
-GROUP_SIZE = 64
+GROUP_SIZE = 128
 # Strips of the first head axis per standard deviation of the codes along it (the box index, `_HeadStrips`).
 STRIPS_PER_STD = 8
 # The ball's codes are pruned again with their exact distance over this many leading directions (head + a middle
