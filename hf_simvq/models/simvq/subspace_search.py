@@ -44,6 +44,10 @@ MIN_CODES = 32768
 # latents = code + N(0, σ²), σ ∈ {0.01, 0.05, 0.2}, 2 cores, 2026-12-03.
 MAX_BALL_CODES = 128
 GROUP_SIZE = 128
+# A latent whose ball is wider than this many standard deviations of the codes along the first axis is far off the
+# codebook (an untrained encoder's): its ball holds much of the codebook, and even counting it costs more than the
+# brute force saves, so it goes to the brute force directly.
+FAR_RADIUS_STDS = 1.0
 # Strips of the first head axis per standard deviation of the codes along it (the box index, `_HeadStrips`).
 STRIPS_PER_STD = 8
 # The ball's codes are pruned again with their exact distance over this many leading directions (head + a middle
@@ -86,6 +90,7 @@ class SubspaceSearch:
     far_tail_norms: torch.Tensor  # (K,) fp64, ‖g_k‖ outside the first BOUND_DIM directions
     code_norms: torch.Tensor  # (K,) fp64, ‖e_k‖
     strips: "_HeadStrips"  # the heads again, sorted for box queries
+    far_radius: float  # FAR_RADIUS_STDS × the codes' standard deviation along the first axis
 
     @classmethod
     @torch.no_grad()
@@ -133,6 +138,7 @@ class SubspaceSearch:
             far_tail_norms=projected[:, bound_dim:].norm(dim=1),
             code_norms=codes.norm(dim=1),
             strips=_HeadStrips.build(heads),
+            far_radius=FAR_RADIUS_STDS * float(heads[:, 0].std()),
         )
 
     def _rounding_slack(self, latent_norms: torch.Tensor) -> torch.Tensor:
@@ -172,16 +178,22 @@ class SubspaceSearch:
         upper = torch.from_numpy(head_distance) ** 2 + (latent_tails + self.tail_norms[nearest_head]) ** 2
         least_tail_term = (latent_tails - self.tail_norms.max()).clamp_min(0) ** 2
         radius = (upper + slack - least_tail_term).clamp_min(0).sqrt() * (1 + 1e-9) + 1e-12
-        counts = torch.from_numpy(
-            self.tree.query_ball_point(heads, radius.numpy(), workers=workers, return_length=True)
-        )
-
         indices = torch.empty(num_vectors, dtype=torch.long)
+        far = radius > self.far_radius
+        if far.any():
+            indices[far] = self._wide_brute_force(vectors[far])
+        near = (~far).nonzero().squeeze(1)
+        counts = torch.zeros(num_vectors, dtype=torch.long)
+        if len(near):
+            balls = self.tree.query_ball_point(
+                heads[near.numpy()], radius[near].numpy(), workers=workers, return_length=True
+            )
+            counts[near] = torch.from_numpy(balls).long()
         crowded = counts > MAX_BALL_CODES
         if crowded.any():
             rows = crowded.nonzero().squeeze(1)
             indices[rows] = self._grouped_brute_force(vectors[rows], heads[rows.numpy()], radius[rows].numpy())
-        light = (~crowded).nonzero().squeeze(1)
+        light = (~far & ~crowded).nonzero().squeeze(1)
         if len(light):
             indices[light] = self._search_candidates(
                 vectors[light],
