@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     )
     parser.add_argument("--output_json", type=Path, default=RESULTS_DIR / "codebook_scaling.json")
     parser.add_argument("--output_png", type=Path, default=RESULTS_DIR / "codebook_scaling.png")
+    parser.add_argument(
+        "--report_only", action="store_true", help="Train nothing: report the runs already evaluated, skip the rest."
+    )
     args, train_options = parser.parse_known_args(argv)
     train_options = [option for option in train_options if option != "--"]
     conflicts = sorted({option.split("=")[0] for option in train_options} & set(OWN_TRAIN_OPTIONS))
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             output_dir = run_folder(args.runs_dir, quantizer_type, codebook_size)
             if (output_dir / "eval_results.json").is_file():
                 print(f"{output_dir}: already evaluated, skipped")
+            elif args.report_only:
+                print(f"{output_dir}: not evaluated, left out of the report")
+                continue
             else:
                 train_run(output_dir, quantizer_type, codebook_size, train_options)
             records.append(run_record(output_dir, quantizer_type, codebook_size))

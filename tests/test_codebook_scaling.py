@@ -1,5 +1,5 @@
 """benchmarks/codebook_scaling.py on a tiny recipe: one record per (quantizer, K), the plot, and a restart that
-trains nothing again."""
+trains nothing again, and a report of a partial sweep."""
 
 import json
 from pathlib import Path
@@ -35,6 +35,9 @@ def test_sweep_records_every_run_and_a_restart_skips_the_finished_ones(tmp_path)
     assert len(weights) == 4
     assert scaling.main(argv) == records
     assert {path: path.stat().st_mtime_ns for path in weights} == weights
+    # A partial sweep reports what exists and trains nothing: K = 256 was never run.
+    partial = ["--report_only", "--codebook_sizes", "16", "64", "256", *argv[3:]]
+    assert scaling.main(partial) == records and not (tmp_path / "runs" / "simvq-256").exists()
     with pytest.raises(SystemExit, match="another recipe"):
         scaling.main([*argv, "--learning_rate", "1e-4"])
 
