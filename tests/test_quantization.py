@@ -171,33 +171,35 @@ def test_backward_reaches_the_projection_through_gathered_rows_only():
     assert seen.largest < 65536 * 16 / 100  # nothing of codebook size in the backward pass
 
 
+def assert_search_uses_current_weights(quantizer: SimVQQuantizer, latents: torch.Tensor) -> None:
+    """The cached search returns the nearest codes of the quantizer's codebook as it is now."""
+    with torch.no_grad():
+        flat = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+        assert torch.equal(quantizer(latents).indices.flatten(), full_matrix_nearest(flat, quantizer.codebook()))
+
+
 def test_cached_codebook_follows_optimizer_steps_state_dicts_and_data_writes():
     torch.manual_seed(0)
     quantizer = SimVQQuantizer(2048, 16).eval()
     latents = torch.randn(2, 16, 8, 8)
 
-    def assert_search_uses_current_weights():
-        with torch.no_grad():
-            expected = full_matrix_nearest(latents.permute(0, 2, 3, 1).reshape(-1, 16), quantizer.codebook())
-            assert torch.equal(quantizer(latents).indices.flatten(), expected)
-
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
     optimizer = torch.optim.SGD(quantizer.parameters(), lr=1.0)
     quantizer.train()
     quantizer(latents.requires_grad_()).loss.backward()
     optimizer.step()
     quantizer.eval()
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
 
     other = SimVQQuantizer(2048, 16)
     quantizer.load_state_dict(other.state_dict())
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
     torch.testing.assert_close(quantizer.codebook(), other.codebook())
 
     quantizer.projection.weight.data.copy_(torch.randn(16, 16))  # EMA-style write: no version bump
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
     quantizer.projection.bias.data.zero_()
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
 
 
 def test_cached_codebook_follows_a_trained_codebook_c_also_through_data_writes():
@@ -205,20 +207,15 @@ def test_cached_codebook_follows_a_trained_codebook_c_also_through_data_writes()
     quantizer = SimVQQuantizer(2048, 16, train_codebook=True).eval()
     latents = torch.randn(2, 16, 8, 8)
 
-    def assert_search_uses_current_weights():
-        with torch.no_grad():
-            expected = full_matrix_nearest(latents.permute(0, 2, 3, 1).reshape(-1, 16), quantizer.codebook())
-            assert torch.equal(quantizer(latents).indices.flatten(), expected)
-
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
     quantizer.frozen_codebook.data.copy_(torch.randn(2048, 16))  # EMA-style write: no version bump
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
     optimizer = torch.optim.SGD([quantizer.frozen_codebook], lr=10.0)  # C alone: W stays, so only C can tell
     quantizer.train()
     quantizer(latents.requires_grad_()).loss.backward()
     optimizer.step()
     quantizer.eval()
-    assert_search_uses_current_weights()
+    assert_search_uses_current_weights(quantizer, latents)
 
 
 @pytest.mark.parametrize("quantizer_class", [SimVQQuantizer, VQQuantizer])
