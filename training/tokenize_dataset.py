@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--chunk_size", type=int, default=4096, help="Images per resumable cache file.")
     parser.add_argument(
-        "--brute_force", action="store_true", help="Force the tiled brute-force search (same ids, slower)."
+        "--brute_force",
+        action="store_true",
+        help="Tiled brute-force search: same ids, faster for an untrained encoder.",
     )
     return parser.parse_args(argv)
 
