@@ -32,6 +32,7 @@ from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoenco
 from hf_simvq.training.discriminator import build_discriminator, hinge_discriminator_loss
 from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
+from hf_simvq.training.optimization import adam_options, scaled_learning_rate, tokenizer_optimizer
 from hf_simvq.training.options import (
     add_config_arguments,
     add_data_arguments,
@@ -151,15 +152,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         else None
     )
 
-    learning_rate = args.learning_rate
-    if args.scale_lr:
-        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
-    adam = {
-        "betas": (args.adam_beta1, args.adam_beta2),
-        "weight_decay": args.adam_weight_decay,
-        "eps": args.adam_epsilon,
-    }
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, **adam)
+    optimizer = tokenizer_optimizer(model, args, accelerator.num_processes)
 
     # The dataloaders first: under several processes each one serves its process's shard, and an epoch is as many
     # steps as that shard has batches.
@@ -181,8 +174,12 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
 
     autoencoder, optimizer, lr_scheduler = accelerator.prepare(autoencoder, optimizer, lr_scheduler)
     if use_discriminator:
-        discriminator_lr = args.discriminator_learning_rate or learning_rate
-        discriminator_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=discriminator_lr, **adam)
+        discriminator_lr = args.discriminator_learning_rate or scaled_learning_rate(
+            args, args.learning_rate, accelerator.num_processes
+        )
+        discriminator_optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=discriminator_lr, **adam_options(args)
+        )
         discriminator, discriminator_optimizer = accelerator.prepare(discriminator, discriminator_optimizer)
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)

@@ -39,6 +39,7 @@ from hf_simvq.training.checkpointing import TrainingProgress, resume, save_check
 from hf_simvq.training.deferred_quantization import DeferredQuantizationSpeechAutoencoder, start_quantizing
 from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import frozen
+from hf_simvq.training.optimization import adam_options, scaled_learning_rate, tokenizer_optimizer
 from hf_simvq.training.options import (
     add_config_arguments,
     add_deferred_quantization_arguments,
@@ -164,16 +165,12 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     discriminator = SpeechDiscriminator(
         tuple(args.discriminator_periods), tuple(args.discriminator_resolutions), args.discriminator_channels
     )
-    learning_rate = args.learning_rate
-    if args.scale_lr:
-        learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
-    adam = {
-        "betas": (args.adam_beta1, args.adam_beta2),
-        "weight_decay": args.adam_weight_decay,
-        "eps": args.adam_epsilon,
-    }
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, **adam)
-    discriminator_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=learning_rate, **adam)
+    optimizer = tokenizer_optimizer(model, args, accelerator.num_processes)
+    discriminator_optimizer = torch.optim.AdamW(
+        discriminator.parameters(),
+        lr=scaled_learning_rate(args, args.learning_rate, accelerator.num_processes),
+        **adam_options(args),
+    )
 
     train_dataloader, validation_dataloader, latent_dataloader = accelerator.prepare(
         train_dataloader, validation_dataloader, latent_dataloader

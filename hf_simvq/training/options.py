@@ -154,6 +154,12 @@ def add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval_batch_size", type=int, default=256)
     group.add_argument("--gradient_accumulation_steps", type=int, default=1)
     group.add_argument("--learning_rate", type=float, default=1e-3)
+    group.add_argument(
+        "--quantizer_learning_rate",
+        type=float,
+        default=None,
+        help="For SimVQ's W and b (plain VQ's codebook); default: --learning_rate.",
+    )
     group.add_argument("--scale_lr", action="store_true", help="Multiply the lr by processes × batch × accumulation.")
     group.add_argument("--lr_scheduler", default="constant", help="Any diffusers scheduler name (cosine, …).")
     group.add_argument("--lr_warmup_steps", type=int, default=0)
