@@ -4,12 +4,11 @@ import argparse
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from hf_simvq import SimVQModel
 from hf_simvq.training.optimization import tokenizer_optimizer
 from hf_simvq.training.options import add_optimization_arguments
-
-from conftest import tiny_config
 
 
 def optimization_args(*argv: str) -> argparse.Namespace:
