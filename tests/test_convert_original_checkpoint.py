@@ -199,7 +199,11 @@ def test_simvq_262k_converts_and_searches_the_whole_codebook(tmp_path):
     model = convert_original_checkpoint(save_checkpoint(tmp_path / "x.ckpt", state_dict), tmp_path / "out")
     reloaded = AutoModel.from_pretrained(tmp_path / "out").eval()
     assert reloaded.config.codebook_size == 262144 and reloaded.config.embed_dim == 8
-    assert torch.equal(reloaded.get_codebook(), model.get_codebook())
+    # The saved parameters, bit for bit (the effective codebook C·Wᵀ + b is an addmm whose last bit MKL may round
+    # differently from one buffer alignment to another, so it is not the thing to compare exactly).
+    reloaded_state = reloaded.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded_state[key], value), key
     codebook = state_dict["quantize.embedding.weight"] @ state_dict["model_ema.quantizeembedding_projweight"].T
     codebook = codebook + state_dict["model_ema.quantizeembedding_projbias"]
     images = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
