@@ -32,7 +32,7 @@ from hf_simvq.training.deferred_quantization import DeferredQuantizationAutoenco
 from hf_simvq.training.discriminator import build_discriminator, hinge_discriminator_loss
 from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import TokenizerLoss, load_perceptual_loss
-from hf_simvq.training.optimization import adam_options, scaled_learning_rate, tokenizer_optimizer
+from hf_simvq.training.optimization import build_discriminator_optimizer, build_tokenizer_optimizer
 from hf_simvq.training.options import (
     add_config_arguments,
     add_data_arguments,
@@ -152,7 +152,7 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         else None
     )
 
-    optimizer = tokenizer_optimizer(model, args, accelerator.num_processes)
+    optimizer = build_tokenizer_optimizer(model, args, accelerator.num_processes)
 
     # The dataloaders first: under several processes each one serves its process's shard, and an epoch is as many
     # steps as that shard has batches.
@@ -174,11 +174,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
 
     autoencoder, optimizer, lr_scheduler = accelerator.prepare(autoencoder, optimizer, lr_scheduler)
     if use_discriminator:
-        discriminator_lr = args.discriminator_learning_rate or scaled_learning_rate(
-            args, args.learning_rate, accelerator.num_processes
-        )
-        discriminator_optimizer = torch.optim.AdamW(
-            discriminator.parameters(), lr=discriminator_lr, **adam_options(args)
+        discriminator_optimizer = build_discriminator_optimizer(
+            discriminator, args, accelerator.num_processes, args.discriminator_learning_rate
         )
         discriminator, discriminator_optimizer = accelerator.prepare(discriminator, discriminator_optimizer)
     if perceptual_loss is not None:

@@ -39,7 +39,7 @@ from hf_simvq.training.checkpointing import TrainingProgress, resume, save_check
 from hf_simvq.training.deferred_quantization import DeferredQuantizationSpeechAutoencoder, start_quantizing
 from hf_simvq.training.ema import ema_weights
 from hf_simvq.training.losses import frozen
-from hf_simvq.training.optimization import adam_options, scaled_learning_rate, tokenizer_optimizer
+from hf_simvq.training.optimization import build_discriminator_optimizer, build_tokenizer_optimizer
 from hf_simvq.training.options import (
     add_config_arguments,
     add_deferred_quantization_arguments,
@@ -165,12 +165,8 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     discriminator = SpeechDiscriminator(
         tuple(args.discriminator_periods), tuple(args.discriminator_resolutions), args.discriminator_channels
     )
-    optimizer = tokenizer_optimizer(model, args, accelerator.num_processes)
-    discriminator_optimizer = torch.optim.AdamW(
-        discriminator.parameters(),
-        lr=scaled_learning_rate(args, args.learning_rate, accelerator.num_processes),
-        **adam_options(args),
-    )
+    optimizer = build_tokenizer_optimizer(model, args, accelerator.num_processes)
+    discriminator_optimizer = build_discriminator_optimizer(discriminator, args, accelerator.num_processes)
 
     train_dataloader, validation_dataloader, latent_dataloader = accelerator.prepare(
         train_dataloader, validation_dataloader, latent_dataloader
