@@ -7,9 +7,10 @@ Prints one table, every row measured in this run on this machine:
   - the search's share of this machine's fp32 GEMM rate (measured here on a 2048³ `torch.mm`);
 then whole-model `encode` images/s at 1k vs 262k codes, and the optimizer-state memory of `simvq` vs `vq`.
 
-`--subspace` instead measures the exact subspace search on a trained-like codebook (see `subspace_rows`).
+`--subspace` instead measures the exact subspace search on a trained-like codebook (see `subspace_rows`);
+`--trained DIR …` on the codebooks of trained models and their encoders' latents of the held-out photos.
 
-    pip install -e ".[bench]" && python benchmarks/quantizer.py [--subspace]
+    pip install -e ".[bench]" && python benchmarks/quantizer.py [--subspace | --trained DIR …]
 """
 
 import argparse
@@ -25,9 +26,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hf_simvq import SimVQConfig, SimVQModel, SimVQQuantizer, nearest_code_indices
+from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel, SimVQQuantizer, nearest_code_indices
 from hf_simvq.models.simvq.quantization import TOKEN_BLOCK, squared_norms
-from hf_simvq.models.simvq.subspace_search import SubspaceSearch
+from hf_simvq.models.simvq.subspace_search import SubspaceSearch, head_dimension
 from hf_simvq.training.data import default_image_split
 from hf_simvq.training.tokenization import tokenize_images
 
@@ -260,6 +261,39 @@ def subspace_rows(noise_levels: tuple[float, ...] = (0.01, 0.05, 0.2)) -> None:
     tokenizer_rows(projection)
 
 
+@torch.no_grad()
+def trained_model_rows(model_paths: list[str], num_tokens: int = NUM_TOKENS) -> None:
+    """The subspace search on real trained codebooks: each model's `C·Wᵀ + b`, searched for its own encoder's latents
+    of `num_tokens / tokens-per-image` crops of the held-out default photos. A codebook whose spectrum is too flat
+    for the search (`SubspaceSearch.build` gives None) is searched by brute force; the row says so and why."""
+    print(f"Exact search on trained codebooks, {num_tokens} latents of held-out crops each")
+    header = (
+        f"{'model':<32} | {'K':>7} | {'r (tail < 1e-4)':>15} | {'brute s':>8} | {'subspace s':>10} | speed-up | "
+        "identical"
+    )
+    print(header + "\n" + "-" * len(header))
+    for path in model_paths:
+        model = SimVQModel.from_pretrained(path).eval()
+        codebook, sq_norms = model.quantize._search_codebook()
+        centred = codebook.double() - codebook.double().mean(dim=0)
+        head_dim = head_dimension(torch.linalg.eigvalsh(centred.T @ centred).flip(0).clamp_min(0))
+        num_images = -(-num_tokens // model.config.latent_size**2)
+        photos = default_image_split("validation", resolution=model.config.image_size, num_images=num_images)
+        processor = SimVQImageProcessor.from_pretrained(path)
+        latents = model.encoder(processor(list(photos["image"]), return_tensors="pt").pixel_values)
+        latents = latents.movedim(1, -1).reshape(-1, latents.shape[1])[:num_tokens].contiguous()
+        brute = nearest_code_indices(latents, codebook, sq_norms)
+        brute_seconds = min(_seconds(partial(nearest_code_indices, latents, codebook, sq_norms)) for _ in range(2))
+        search = SubspaceSearch.build(codebook, sq_norms)
+        if search is None:
+            timing = f"{'(flat: brute force)':>10} |        - | -"
+        else:
+            found = search(latents)
+            seconds = min(_seconds(partial(search, latents)) for _ in range(3))
+            timing = f"{seconds:>10.3f} | {brute_seconds / seconds:>7.2f}× | {int((found == brute).sum())}/{len(brute)}"
+        print(f"{Path(path).name:<32} | {len(codebook):>7} | {head_dim:>15} | {brute_seconds:>8.3f} | {timing}")
+
+
 def tokenizer_rows(projection: torch.Tensor, num_images: int = 32, batch_size: int = 8) -> None:
     """The dataset tokenizer at K = 262,144 (paper config, 128×128 photos), with and without the subspace search.
 
@@ -346,11 +380,14 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiles", action="store_true", help="only sweep the search's tile shapes")
     parser.add_argument("--subspace", action="store_true", help="only the subspace-search rows")
+    parser.add_argument("--trained", nargs="+", metavar="MODEL_DIR", help="only the rows of these trained models")
     args = parser.parse_args()
     if args.tiles:
         tile_sweep()
     elif args.subspace:
         subspace_rows()
+    elif args.trained:
+        trained_model_rows(args.trained)
     elif args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats)))
     else:
