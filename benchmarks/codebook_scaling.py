@@ -1,14 +1,18 @@
-"""Utilization, perplexity, PSNR, SSIM and the rank of W against the codebook size, for SimVQ and plain VQ.
+"""Utilization, perplexity, PSNR, SSIM and the rank of W against the codebook size, for SimVQ and plain VQ, with and
+without Deferred Quantization.
 
     python benchmarks/codebook_scaling.py                                  # cpu-small recipe, K = 1k … 262k, both
     python benchmarks/codebook_scaling.py --codebook_sizes 1024 8192 -- --max_train_steps 500 --learning_rate 3e-4
+    python benchmarks/codebook_scaling.py --codebook_sizes 8192 --deferred_quantization_steps 0 300  # DQ vs none
 
 Every (quantizer, K) is one run of training/train.py in its own process, with the same recipe: options after `--`
 (or any this script does not know) go to train.py unchanged, so the preset (`--config`), model size, data and run
 length are given once for all runs. Each run writes its folder under `--runs_dir`; a folder that already holds
 `eval_results.json` is skipped and an interrupted one resumes from its last checkpoint, so the sweep can be stopped
 and started again (with the same recipe: `--runs_dir` remembers it and refuses another). The results are one JSON
-record per run and a plot: utilization and PSNR against K (log axis), one line per quantizer.
+record per run and two plots: utilization and PSNR against K (log axis), one line per quantizer (and Deferred
+Quantization length); and the shrinkage diagnostics of "Early Quantization Shrinks Codebook" over the training steps
+(perplexity, latent / used-code spread, mean distance between used codes, validation utilization), one line per run.
 
 Utilization counts the codes used over the evaluation set, so it cannot exceed tokens / K, and it nears that bound
 only when the set holds several times K tokens: the plot draws the bound. The cpu-small recipe evaluates 4,096 crops
@@ -33,7 +37,13 @@ ROOT = Path(__file__).parents[1]
 TRAIN_SCRIPT = ROOT / "training" / "train.py"
 RESULTS_DIR = ROOT / "examples" / "results"
 # The options this script sets for every run: giving them for train.py too would make the sweep's labels lie.
-OWN_TRAIN_OPTIONS = ("--quantizer_type", "--codebook_size", "--output_dir", "--resume_from_checkpoint")
+OWN_TRAIN_OPTIONS = (
+    "--quantizer_type",
+    "--codebook_size",
+    "--deferred_quantization_steps",
+    "--output_dir",
+    "--resume_from_checkpoint",
+)
 EVAL_METRICS = ("utilization", "used_codes", "perplexity", "psnr", "ssim", "num_tokens")
 
 
@@ -45,10 +55,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--quantizer_types", nargs="+", choices=["simvq", "vq"], default=["simvq", "vq"])
     parser.add_argument("--codebook_sizes", nargs="+", type=int, default=[1024, 4096, 16384, 65536, 262144])
     parser.add_argument(
+        "--deferred_quantization_steps",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="Unquantized steps before the codebook starts from the latents; 0 = quantize from the first step.",
+    )
+    parser.add_argument(
         "--runs_dir", type=Path, default=Path("outputs/codebook-scaling"), help="One folder per run (git-ignored)."
     )
     parser.add_argument("--output_json", type=Path, default=RESULTS_DIR / "codebook_scaling.json")
     parser.add_argument("--output_png", type=Path, default=RESULTS_DIR / "codebook_scaling.png")
+    parser.add_argument("--output_curves_png", type=Path, default=RESULTS_DIR / "codebook_scaling_curves.png")
     parser.add_argument(
         "--report_only", action="store_true", help="Train nothing: report the runs already evaluated, skip the rest."
     )
@@ -60,8 +78,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, train_options
 
 
-def run_folder(runs_dir: Path, quantizer_type: str, codebook_size: int) -> Path:
-    return runs_dir / f"{quantizer_type}-{codebook_size}"
+def run_label(quantizer_type: str, codebook_size: int, deferred_steps: int) -> str:
+    """`simvq-8192`, or `simvq-8192-dq300` with Deferred Quantization: the run's folder name and its plot label."""
+    return f"{quantizer_type}-{codebook_size}" + (f"-dq{deferred_steps}" if deferred_steps else "")
 
 
 def claim_runs_dir(runs_dir: Path, train_options: list[str]) -> None:
@@ -77,14 +96,17 @@ def claim_runs_dir(runs_dir: Path, train_options: list[str]) -> None:
     recipe.write_text(json.dumps(train_options))
 
 
-def train_run(output_dir: Path, quantizer_type: str, codebook_size: int, train_options: list[str]) -> None:
+def train_run(
+    output_dir: Path, quantizer_type: str, codebook_size: int, deferred_steps: int, train_options: list[str]
+) -> None:
     """One train.py run in a fresh process (as tests/test_train.py runs it); resumes its last checkpoint, if any."""
     command = [sys.executable, str(TRAIN_SCRIPT), *train_options, "--quantizer_type", quantizer_type]
-    command += ["--codebook_size", str(codebook_size), "--output_dir", str(output_dir)]
+    command += ["--codebook_size", str(codebook_size), "--deferred_quantization_steps", str(deferred_steps)]
+    command += ["--output_dir", str(output_dir)]
     subprocess.run([*command, "--resume_from_checkpoint", "latest"], check=True)
 
 
-def run_record(output_dir: Path, quantizer_type: str, codebook_size: int) -> dict:
+def run_record(output_dir: Path, quantizer_type: str, codebook_size: int, deferred_steps: int) -> dict:
     """The run's evaluation (a metric it did not compute is None) and the effective rank of SimVQ's `W`."""
     evaluation = json.loads((output_dir / "eval_results.json").read_text())
     rank = None
@@ -93,6 +115,7 @@ def run_record(output_dir: Path, quantizer_type: str, codebook_size: int) -> dic
     return {
         "quantizer_type": quantizer_type,
         "codebook_size": codebook_size,
+        "deferred_quantization_steps": deferred_steps,
         **{name: evaluation.get(name) for name in EVAL_METRICS},
         "effective_rank_of_w": rank,
         "run_dir": str(output_dir),
@@ -100,19 +123,20 @@ def run_record(output_dir: Path, quantizer_type: str, codebook_size: int) -> dic
 
 
 def plot(records: list[dict], path: Path) -> None:
-    """Utilization (with its tokens / K bound) and PSNR against K, one line per quantizer."""
+    """Utilization (with its tokens / K bound) and PSNR against K, one line per quantizer and Deferred Quantization
+    length."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     sizes = sorted({record["codebook_size"] for record in records})
     panels = (("utilization", "Codebook utilization (evaluation set)"), ("psnr", "PSNR (dB)"))
     for axis, (metric, title) in zip(axes, panels, strict=True):
-        for quantizer_type in dict.fromkeys(record["quantizer_type"] for record in records):
+        for variant in dict.fromkeys(_variant(record) for record in records):
             points = [
                 (record["codebook_size"], record[metric])
                 for record in records
-                if record["quantizer_type"] == quantizer_type and record[metric] is not None
+                if _variant(record) == variant and record[metric] is not None
             ]
             if points:
-                axis.plot(*zip(*points, strict=True), marker="o", label=quantizer_type)
+                axis.plot(*zip(*points, strict=True), marker="o", label=variant)
         axis.set_xscale("log", base=2)
         axis.set_xticks(sizes, labels=[f"{size:,}" for size in sizes])
         axis.minorticks_off()
@@ -128,26 +152,79 @@ def plot(records: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def _variant(record: dict) -> str:
+    steps = record["deferred_quantization_steps"]
+    return record["quantizer_type"] + (f" + DQ {steps} steps" if steps else "")
+
+
+# (history key, title): the shrinkage diagnostics train.py logs, drawn over the steps for every run.
+DIAGNOSTIC_PANELS = (
+    ("train/perplexity", "Perplexity (training window)"),
+    ("train/spread_ratio", "Shrinkage: latent spread / used-code spread"),
+    ("train/mean_code_distance", "Mean distance between used codes"),
+    ("validation/utilization", "Validation utilization"),
+)
+
+
+def diagnostic_series(records: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """`{history key: {run folder name: [(step, value), …]}}` of the `DIAGNOSTIC_PANELS`, read from each run's
+    `training_history.json` (a run that never logged a key, e.g. unquantized steps, has no points there)."""
+    series = {key: {} for key, _ in DIAGNOSTIC_PANELS}
+    for record in records:
+        run_dir = Path(record["run_dir"])
+        history = json.loads((run_dir / "training_history.json").read_text())
+        for key in series:
+            series[key][run_dir.name] = [(entry["step"], entry[key]) for entry in history if key in entry]
+    return series
+
+
+def plot_diagnostics(records: list[dict], path: Path) -> None:
+    """Each run's shrinkage diagnostics over the training steps, one panel per diagnostic."""
+    figure, axes = plt.subplots(1, len(DIAGNOSTIC_PANELS), figsize=(5 * len(DIAGNOSTIC_PANELS), 4.5))
+    series = diagnostic_series(records)
+    for axis, (key, title) in zip(axes, DIAGNOSTIC_PANELS, strict=True):
+        for label, points in series[key].items():
+            if points:
+                axis.plot(*zip(*points, strict=True), marker=".", label=label)
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        if key == "train/perplexity":
+            axis.set_yscale("log")
+        if axis.lines:
+            axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Train what is missing, then write the JSON and the plot of every (quantizer, K); returns the records."""
+    """Train what is missing, then write the JSON and the plots of every (quantizer, K, Deferred Quantization);
+    returns the records."""
     args, train_options = parse_args(argv)
     claim_runs_dir(args.runs_dir, train_options)
     records = []
-    for quantizer_type in args.quantizer_types:
-        for codebook_size in args.codebook_sizes:
-            output_dir = run_folder(args.runs_dir, quantizer_type, codebook_size)
-            if (output_dir / "eval_results.json").is_file():
-                print(f"{output_dir}: already evaluated, skipped")
-            elif args.report_only:
-                print(f"{output_dir}: not evaluated, left out of the report")
-                continue
-            else:
-                train_run(output_dir, quantizer_type, codebook_size, train_options)
-            records.append(run_record(output_dir, quantizer_type, codebook_size))
+    runs = [
+        (quantizer_type, codebook_size, deferred_steps)
+        for quantizer_type in args.quantizer_types
+        for deferred_steps in args.deferred_quantization_steps
+        for codebook_size in args.codebook_sizes
+    ]
+    for run in runs:
+        output_dir = args.runs_dir / run_label(*run)
+        if (output_dir / "eval_results.json").is_file():
+            print(f"{output_dir}: already evaluated, skipped")
+        elif args.report_only:
+            print(f"{output_dir}: not evaluated, left out of the report")
+            continue
+        else:
+            train_run(output_dir, *run, train_options)
+        records.append(run_record(output_dir, *run))
     args.output_json.parent.mkdir(parents=True, exist_ok=True)
     args.output_json.write_text(json.dumps({"train_options": train_options, "runs": records}, indent=2) + "\n")
     args.output_png.parent.mkdir(parents=True, exist_ok=True)
     plot(records, args.output_png)
+    args.output_curves_png.parent.mkdir(parents=True, exist_ok=True)
+    plot_diagnostics(records, args.output_curves_png)
     return records
 
 

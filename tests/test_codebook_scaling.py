@@ -49,3 +49,26 @@ def test_options_the_sweep_sets_per_run_are_refused_in_the_recipe(capsys):
     assert "--codebook_size are set by this script" in capsys.readouterr().err
     args, train_options = scaling.parse_args(["--codebook_sizes", "8", "--max_train_steps", "2"])
     assert args.codebook_sizes == [8] and train_options == ["--max_train_steps", "2"]
+
+
+def test_deferred_quantization_axis_reaches_train_py_and_its_diagnostics_are_plotted(tmp_path):
+    scaling = load_script(SCALING)
+    outputs = ["--output_json", str(tmp_path / "dq.json"), "--output_png", str(tmp_path / "dq.png")]
+    outputs += ["--output_curves_png", str(tmp_path / "curves.png")]
+    recipe = ["--", *TINY_TRAIN_OPTIONS, "--max_train_steps", "4", "--validation_steps", "2"]
+    argv = ["--quantizer_types", "simvq", "--codebook_sizes", "16", "--deferred_quantization_steps", "0", "2"]
+    records = scaling.main([*argv, "--runs_dir", str(tmp_path / "runs"), *outputs, *recipe])
+
+    assert [(r["deferred_quantization_steps"], Path(r["run_dir"]).name) for r in records] == [
+        (0, "simvq-16"), (2, "simvq-16-dq2")
+    ]  # fmt: skip
+    series = scaling.diagnostic_series(records)
+    assert set(series) == {key for key, _ in scaling.DIAGNOSTIC_PANELS}
+    for record in records:
+        history = json.loads((Path(record["run_dir"]) / "training_history.json").read_text())
+        quantized_steps = [entry["step"] for entry in history if "train/perplexity" in entry]
+        # The deferred run logs no codebook statistics while it trains unquantized (steps 1 and 2).
+        assert quantized_steps == ([1, 2, 3, 4] if record["deferred_quantization_steps"] == 0 else [3, 4])
+        expected = [(entry["step"], entry["train/spread_ratio"]) for entry in history if "train/spread_ratio" in entry]
+        assert series["train/spread_ratio"][Path(record["run_dir"]).name] == expected and expected
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
