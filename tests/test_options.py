@@ -1,8 +1,11 @@
 """Command-line options generated from the config dataclass."""
 
 import argparse
+from pathlib import Path
 
 import pytest
+import yaml
+from conftest import load_script
 
 from hf_simvq import SimVQConfig
 from hf_simvq.training.options import (
@@ -13,6 +16,8 @@ from hf_simvq.training.options import (
     config_from_args,
     load_preset,
 )
+
+CONFIG_DIR = Path(__file__).parents[1] / "training" / "configs"
 
 
 @pytest.fixture
@@ -65,3 +70,19 @@ def test_preset_with_an_unknown_option_is_refused(parser, tmp_path, capsys):
     assert "unknown options: codebok_size" in capsys.readouterr().err
     (tmp_path / "good.yaml").write_text("codebook_size: 8\n")
     assert load_preset("good", parser, tmp_path) == {"codebook_size": 8}
+
+
+@pytest.mark.parametrize("preset", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_preset_loads_into_exactly_one_trainer_with_its_values(preset):
+    """A preset with a typo, or one that no trainer reads, fails here rather than at the start of a long run."""
+    values = yaml.safe_load(preset.read_text())
+    loaded = {}
+    for script in ("train.py", "train_audio.py"):
+        trainer = load_script(CONFIG_DIR.parent / script)
+        try:
+            loaded[script] = trainer.parse_args(["--config", preset.stem])
+        except SystemExit:
+            continue
+    assert len(loaded) == 1, f"{preset.name} loads into {sorted(loaded) or 'no trainer'}"
+    (args,) = loaded.values()
+    assert {name: getattr(args, name) for name in values} == values
