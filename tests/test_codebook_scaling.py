@@ -13,6 +13,7 @@ SCALING = Path(__file__).parents[1] / "benchmarks" / "codebook_scaling.py"
 def test_sweep_records_every_run_and_a_restart_skips_the_finished_ones(tmp_path):
     scaling = load_script(SCALING)
     outputs = ["--output_json", str(tmp_path / "scaling.json"), "--output_png", str(tmp_path / "scaling.png")]
+    outputs += ["--output_curves_png", str(tmp_path / "curves.png")]
     recipe = ["--", *TINY_TRAIN_OPTIONS, "--max_train_steps", "2", "--validation_steps", "2"]
     argv = ["--codebook_sizes", "16", "64", "--runs_dir", str(tmp_path / "runs"), *outputs, *recipe]
     records = scaling.main(argv)
