@@ -59,8 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
-        help="Preset: a name in training/configs (cpu-small, imagenet128-simvq-65k, imagenet128-simvq-262k) or a "
-        "YAML path. Options given on the command line override it.",
+        help="Preset: a name in training/configs (cpu-small, cpu-65k, imagenet128-simvq-65k, imagenet128-simvq-262k) "
+        "or a YAML path. Options given on the command line override it.",
     )
     add_data_arguments(parser)
     add_image_training_arguments(parser)
