@@ -262,10 +262,16 @@ def subspace_rows(noise_levels: tuple[float, ...] = (0.01, 0.05, 0.2)) -> None:
 
 
 @torch.no_grad()
-def trained_model_rows(model_paths: list[str], num_tokens: int = NUM_TOKENS) -> None:
+def trained_model_rows(
+    model_paths: list[str], larger_sizes: tuple[int, ...] = SUBSPACE_CODEBOOK_SIZES, num_tokens: int = NUM_TOKENS
+) -> None:
     """The subspace search on real trained codebooks: each model's `C·Wᵀ + b`, searched for its own encoder's latents
     of `num_tokens / tokens-per-image` crops of the held-out default photos. A codebook whose spectrum is too flat
-    for the search (`SubspaceSearch.build` gives None) is searched by brute force; the row says so and why."""
+    for the search (`SubspaceSearch.build` gives None) is searched by brute force; the row says so and why.
+
+    Rows marked `C redrawn` stand in for a larger trained model: a frozen C of that size drawn as the model draws its
+    own (the same init and std), mapped by the model's trained W and b. W was trained with the model's own K, not
+    that one."""
     print(f"Exact search on trained codebooks, {num_tokens} latents of held-out crops each")
     header = (
         f"{'model':<32} | {'K':>7} | {'r (tail < 1e-4)':>15} | {'brute s':>8} | {'subspace s':>10} | speed-up | "
@@ -274,24 +280,37 @@ def trained_model_rows(model_paths: list[str], num_tokens: int = NUM_TOKENS) -> 
     print(header + "\n" + "-" * len(header))
     for path in model_paths:
         model = SimVQModel.from_pretrained(path).eval()
-        codebook, sq_norms = model.quantize._search_codebook()
-        centred = codebook.double() - codebook.double().mean(dim=0)
-        head_dim = head_dimension(torch.linalg.eigvalsh(centred.T @ centred).flip(0).clamp_min(0))
         num_images = -(-num_tokens // model.config.latent_size**2)
         photos = default_image_split("validation", resolution=model.config.image_size, num_images=num_images)
         processor = SimVQImageProcessor.from_pretrained(path)
         latents = model.encoder(processor(list(photos["image"]), return_tensors="pt").pixel_values)
         latents = latents.movedim(1, -1).reshape(-1, latents.shape[1])[:num_tokens].contiguous()
-        brute = nearest_code_indices(latents, codebook, sq_norms)
-        brute_seconds = min(_seconds(partial(nearest_code_indices, latents, codebook, sq_norms)) for _ in range(2))
-        search = SubspaceSearch.build(codebook, sq_norms)
-        if search is None:
-            timing = f"{'(flat: brute force)':>10} |        - | -"
-        else:
-            found = search(latents)
-            seconds = min(_seconds(partial(search, latents)) for _ in range(3))
-            timing = f"{seconds:>10.3f} | {brute_seconds / seconds:>7.2f}× | {int((found == brute).sum())}/{len(brute)}"
-        print(f"{Path(path).name:<32} | {len(codebook):>7} | {head_dim:>15} | {brute_seconds:>8.3f} | {timing}")
+        quantizer = model.quantize
+        codebooks = {Path(path).name: quantizer._search_codebook()[0]}
+        for size in larger_sizes:
+            if size > quantizer.codebook_size:
+                torch.manual_seed(0)
+                frozen = quantizer.init_codebook_(torch.empty(size, quantizer.embed_dim))
+                codebooks[f"{Path(path).name}, C redrawn"] = quantizer.projection(frozen)
+        for name, codebook in codebooks.items():
+            _trained_codebook_row(name, codebook, latents)
+
+
+def _trained_codebook_row(name: str, codebook: torch.Tensor, latents: torch.Tensor) -> None:
+    """A row of `trained_model_rows`: the spectrum's head, the brute force, and the subspace search where it applies."""
+    sq_norms = squared_norms(codebook)
+    centred = codebook.double() - codebook.double().mean(dim=0)
+    head_dim = head_dimension(torch.linalg.eigvalsh(centred.T @ centred).flip(0).clamp_min(0))
+    brute = nearest_code_indices(latents, codebook, sq_norms)
+    brute_seconds = min(_seconds(partial(nearest_code_indices, latents, codebook, sq_norms)) for _ in range(2))
+    search = SubspaceSearch.build(codebook, sq_norms)
+    if search is None:
+        timing = f"{'(flat: brute force)':>10} |        - | -"
+    else:
+        found = search(latents)
+        seconds = min(_seconds(partial(search, latents)) for _ in range(3))
+        timing = f"{seconds:>10.3f} | {brute_seconds / seconds:>7.2f}× | {int((found == brute).sum())}/{len(brute)}"
+    print(f"{name:<32} | {len(codebook):>7} | {head_dim:>15} | {brute_seconds:>8.3f} | {timing}")
 
 
 def tokenizer_rows(projection: torch.Tensor, num_images: int = 32, batch_size: int = 8) -> None:
