@@ -12,7 +12,7 @@ length are given once for all runs. Each run writes its folder under `--runs_dir
 and started again (with the same recipe: `--runs_dir` remembers it and refuses another). The results are one JSON
 record per run and two plots: utilization and PSNR against K (log axis), one line per quantizer (and Deferred
 Quantization length); and the shrinkage diagnostics of "Early Quantization Shrinks Codebook" over the training steps
-(perplexity, latent / used-code spread, mean distance between used codes, validation utilization), one line per run.
+(perplexity, latent / used-code spread, mean distance between used codes, utilization), one line per run.
 
 Utilization counts the codes used over the evaluation set, so it cannot exceed tokens / K, and it nears that bound
 only when the set holds several times K tokens: the plot draws the bound. The cpu-small recipe evaluates 4,096 crops
@@ -162,7 +162,7 @@ DIAGNOSTIC_PANELS = (
     ("train/perplexity", "Perplexity (training window)"),
     ("train/spread_ratio", "Shrinkage: latent spread / used-code spread"),
     ("train/mean_code_distance", "Mean distance between used codes"),
-    ("validation/utilization", "Validation utilization"),
+    ("train/utilization", "Codebook utilization (training window)"),
 )
 
 
