@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel, SimVQQuantizer, nearest_code_indices
 from hf_simvq.models.simvq.quantization import TOKEN_BLOCK, squared_norms
-from hf_simvq.models.simvq.subspace_search import SubspaceSearch, head_dimension
+from hf_simvq.models.simvq.subspace_search import SubspaceSearch, head_dimension, principal_axes
 from hf_simvq.training.data import default_image_split
 from hf_simvq.training.tokenization import tokenize_images
 
@@ -299,8 +299,7 @@ def trained_model_rows(
 def _trained_codebook_row(name: str, codebook: torch.Tensor, latents: torch.Tensor) -> None:
     """A row of `trained_model_rows`: the spectrum's head, the brute force, and the subspace search where it applies."""
     sq_norms = squared_norms(codebook)
-    centred = codebook.double() - codebook.double().mean(dim=0)
-    head_dim = head_dimension(torch.linalg.eigvalsh(centred.T @ centred).flip(0).clamp_min(0))
+    head_dim = head_dimension(principal_axes(codebook)[1])
     brute = nearest_code_indices(latents, codebook, sq_norms)
     brute_seconds = min(_seconds(partial(nearest_code_indices, latents, codebook, sq_norms)) for _ in range(2))
     search = SubspaceSearch.build(codebook, sq_norms)

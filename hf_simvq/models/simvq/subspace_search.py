@@ -71,6 +71,15 @@ def head_dimension(variances: torch.Tensor) -> int:
     return int(below[0]) if len(below) else variances.numel()
 
 
+def principal_axes(codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The codes' mean, their variances along the principal directions (descending, fp64) and those directions."""
+    codes = codebook.double()
+    mean = codes.mean(dim=0)
+    centred = codes - mean
+    variances, axes = torch.linalg.eigh(centred.T @ centred)
+    return mean, variances.flip(0).clamp_min(0), axes.flip(1)
+
+
 @dataclass
 class SubspaceSearch:
     """The principal axes of one codebook, its codes' heads in a k-d tree, and their tail norms.
@@ -115,15 +124,12 @@ class SubspaceSearch:
             from scipy.spatial import cKDTree
         except ImportError:
             return None
-        codes = codebook.double()
-        mean = codes.mean(dim=0)
-        centred = codes - mean
-        variances, axes = torch.linalg.eigh(centred.T @ centred)
-        variances, axes = variances.flip(0).clamp_min(0), axes.flip(1)
+        mean, variances, axes = principal_axes(codebook)
         head_dim = head_dimension(variances)
         if head_dim > max_head_dim:
             return None
-        projected = centred @ axes
+        codes = codebook.double()
+        projected = (codes - mean) @ axes
         bound_dim = max(BOUND_DIM, head_dim)
         heads = projected[:, :head_dim].numpy()
         return cls(
@@ -362,4 +368,4 @@ def _wide(rows: torch.Tensor, block: int | None = None) -> torch.Tensor:
     return rows[torch.arange(target) % len(rows)]
 
 
-__all__ = ["SubspaceSearch", "head_dimension"]
+__all__ = ["SubspaceSearch", "head_dimension", "principal_axes"]
