@@ -58,8 +58,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         "--deferred_quantization_steps",
         nargs="+",
         type=int,
-        default=[0],
-        help="Unquantized steps before the codebook starts from the latents; 0 = quantize from the first step.",
+        default=[None],
+        help="Unquantized steps before the codebook starts from the latents; 0 = quantize from the first step. "
+        "Unset: as the recipe (its preset) says, and the run folders carry no `-dq` suffix.",
     )
     parser.add_argument(
         "--runs_dir", type=Path, default=Path("outputs/codebook-scaling"), help="One folder per run (git-ignored)."
@@ -78,9 +79,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, train_options
 
 
-def run_label(quantizer_type: str, codebook_size: int, deferred_steps: int) -> str:
-    """`simvq-8192`, or `simvq-8192-dq300` with Deferred Quantization: the run's folder name and its plot label."""
-    return f"{quantizer_type}-{codebook_size}" + (f"-dq{deferred_steps}" if deferred_steps else "")
+def run_label(quantizer_type: str, codebook_size: int, deferred_steps: int | None) -> str:
+    """`simvq-8192` (Deferred Quantization as the recipe says), `simvq-8192-dq0`, `simvq-8192-dq300`: the run's
+    folder name and its plot label. A given 0 gets its own folder: the recipe's preset may defer quantization."""
+    return f"{quantizer_type}-{codebook_size}" + ("" if deferred_steps is None else f"-dq{deferred_steps}")
 
 
 def claim_runs_dir(runs_dir: Path, train_options: list[str]) -> None:
@@ -97,16 +99,17 @@ def claim_runs_dir(runs_dir: Path, train_options: list[str]) -> None:
 
 
 def train_run(
-    output_dir: Path, quantizer_type: str, codebook_size: int, deferred_steps: int, train_options: list[str]
+    output_dir: Path, quantizer_type: str, codebook_size: int, deferred_steps: int | None, train_options: list[str]
 ) -> None:
     """One train.py run in a fresh process (as tests/test_train.py runs it); resumes its last checkpoint, if any."""
     command = [sys.executable, str(TRAIN_SCRIPT), *train_options, "--quantizer_type", quantizer_type]
-    command += ["--codebook_size", str(codebook_size), "--deferred_quantization_steps", str(deferred_steps)]
-    command += ["--output_dir", str(output_dir)]
+    command += ["--codebook_size", str(codebook_size), "--output_dir", str(output_dir)]
+    if deferred_steps is not None:
+        command += ["--deferred_quantization_steps", str(deferred_steps)]
     subprocess.run([*command, "--resume_from_checkpoint", "latest"], check=True)
 
 
-def run_record(output_dir: Path, quantizer_type: str, codebook_size: int, deferred_steps: int) -> dict:
+def run_record(output_dir: Path, quantizer_type: str, codebook_size: int, deferred_steps: int | None) -> dict:
     """The run's evaluation (a metric it did not compute is None) and the effective rank of SimVQ's `W`."""
     evaluation = json.loads((output_dir / "eval_results.json").read_text())
     rank = None

@@ -31,6 +31,7 @@ def test_sweep_records_every_run_and_a_restart_skips_the_finished_ones(tmp_path)
         assert (rank is None) == (record["quantizer_type"] == "vq")
         assert rank is None or 1 < rank <= 8  # d = 8
         assert Path(record["run_dir"]).name == f"{record['quantizer_type']}-{record['codebook_size']}"
+        assert record["deferred_quantization_steps"] is None  # not given: the recipe's own, not forced to 0
 
     weights = {path: path.stat().st_mtime_ns for path in (tmp_path / "runs").glob("*/model.safetensors")}
     assert len(weights) == 4
@@ -61,7 +62,7 @@ def test_deferred_quantization_axis_reaches_train_py_and_its_diagnostics_are_plo
     records = scaling.main([*argv, "--runs_dir", str(tmp_path / "runs"), *outputs, *recipe])
 
     assert [(r["deferred_quantization_steps"], Path(r["run_dir"]).name) for r in records] == [
-        (0, "simvq-16"), (2, "simvq-16-dq2")
+        (0, "simvq-16-dq0"), (2, "simvq-16-dq2")
     ]  # fmt: skip
     series = scaling.diagnostic_series(records)
     assert set(series) == {key for key, _ in scaling.DIAGNOSTIC_PANELS}
