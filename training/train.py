@@ -230,7 +230,15 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
         for batch in epoch_dataloader:
             quantize = progress.global_step >= args.deferred_quantization_steps
             if quantize and not progress.quantizing:
-                start_quantizing(accelerator, model, ema, latent_dataloader, args.deferred_init_batches, args.seed)
+                start_quantizing(
+                    accelerator,
+                    model,
+                    ema,
+                    latent_dataloader,
+                    args.deferred_init_batches,
+                    args.seed,
+                    method=args.deferred_codebook_init,
+                )
                 progress.quantizing = True
             use_gan = use_discriminator and progress.global_step >= args.discriminator_start_step
             pixel_values = batch["pixel_values"]

@@ -233,7 +233,15 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
                 torch.manual_seed(args.seed + 1_000_003 * progress.global_step + accelerator.process_index)
             quantize = progress.global_step >= args.deferred_quantization_steps
             if quantize and not progress.quantizing:
-                start_quantizing(accelerator, tokenizer, ema, latent_dataloader, args.deferred_init_batches, args.seed)
+                start_quantizing(
+                    accelerator,
+                    tokenizer,
+                    ema,
+                    latent_dataloader,
+                    args.deferred_init_batches,
+                    args.seed,
+                    method=args.deferred_codebook_init,
+                )
                 progress.quantizing = True
             use_gan = use_discriminator and progress.global_step >= args.discriminator_start_step
             audio, mask = batch["input_values"], batch["padding_mask"]

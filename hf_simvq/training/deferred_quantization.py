@@ -4,6 +4,12 @@ then start the codebook where the encoder's latents already are.
 A codebook that is quantized against from step 0 chases latents that are still moving, and codes that lose that
 race are never picked again. Deferring quantization lets the latents settle; initialising the codebook from them
 puts every code in the region the encoder actually uses, so more codes can win from the start.
+
+Two initialisations (`DEFERRED_CODEBOOK_INITS`): `"fit"` matches the codebook to the latents' statistics (SimVQ: W, b
+moment-matched, C stays the Gaussian draw; VQ: k-means); `"samples"` makes the codebook K distinct encoder latents
+themselves (SimVQ: C becomes those latents whitened, and W, b un-whiten them). A moment-matched Gaussian covers the
+latents' extent but not their shape: on the trained cpu-65k model it leaves a third of 65,536 codes where no held-out
+latent falls, where latent samples leave 8 % (training/RESULTS.md).
 """
 
 import torch
@@ -18,6 +24,8 @@ from ..models.simvq.modeling_simvq_audio import SimVQAudioModel
 from ..models.simvq.quantization import SimVQQuantizer, VectorQuantizer, VQQuantizer, nearest_code_indices
 
 logger = get_logger(__name__)
+
+DEFERRED_CODEBOOK_INITS = ("fit", "samples")
 
 
 class DeferredQuantizationAutoencoder(nn.Module):
@@ -109,6 +117,37 @@ def fit_projection_to_latents(quantizer: SimVQQuantizer, latents: torch.Tensor) 
 
 
 @torch.no_grad()
+def sample_codebook_from_latents(
+    quantizer: VectorQuantizer, latents: torch.Tensor, generator: torch.Generator | None = None
+) -> None:
+    """Make the effective codebook `K` distinct rows of the latents, drawn at random; for SimVQ `C` stays frozen.
+
+    Distinct, because two equal codes tie forever and the tie rule gives every latent to the lower index (flat image
+    regions encode to identical latents). SimVQ stores the samples whitened, `C = (s − μ)·Σ^{-1/2}·std` with the
+    codebook's own init std, and sets `W = Σ^{1/2} / std`, `b = μ`, so that `C·Wᵀ + b = s`: C keeps the scale of the
+    Gaussian draw it replaces (so W trains at the same rate) and only its shape comes from the data.
+    """
+    num_codes = quantizer.codebook_size
+    distinct = torch.unique(latents.double(), dim=0)
+    if distinct.shape[0] < num_codes:
+        raise ValueError(
+            f"The codebook needs {num_codes} distinct encoder latents, the init batches gave {distinct.shape[0]}: "
+            "raise --deferred_init_batches, or use --deferred_codebook_init fit."
+        )
+    samples = distinct[torch.randperm(distinct.shape[0], generator=generator)[:num_codes].to(distinct.device)]
+    if isinstance(quantizer, VQQuantizer):
+        quantizer.embedding.weight.copy_(samples)
+        return
+    if quantizer.projection.bias is None:
+        raise ValueError("A codebook of latent samples needs the SimVQ projection bias (`projection_bias=True`).")
+    mean, covariance = _mean_and_covariance(samples)
+    std = quantizer.codebook_init_std
+    quantizer.frozen_codebook.copy_((samples - mean) @ _symmetric_matrix_power(covariance, -0.5) * std)
+    quantizer.projection.weight.copy_(_symmetric_matrix_power(covariance, 0.5) / std)
+    quantizer.projection.bias.copy_(mean)
+
+
+@torch.no_grad()
 def kmeans_codebook(
     quantizer: VQQuantizer, latents: torch.Tensor, num_iterations: int = 5, generator: torch.Generator | None = None
 ) -> None:
@@ -134,12 +173,20 @@ def kmeans_codebook(
 
 
 def initialize_codebook_from_latents(
-    quantizer: VectorQuantizer, latents: torch.Tensor, generator: torch.Generator | None = None
+    quantizer: VectorQuantizer,
+    latents: torch.Tensor,
+    generator: torch.Generator | None = None,
+    method: str = "fit",
 ) -> None:
-    """Start the codebook where the `(N, d)` encoder latents are: moment matching for SimVQ, k-means for VQ."""
+    """Start the codebook where the `(N, d)` encoder latents are: `"fit"` (moment matching for SimVQ, k-means for
+    VQ) or `"samples"` (K distinct latents, both quantizers)."""
     if latents.ndim != 2 or latents.shape[1] != quantizer.embed_dim:
         raise ValueError(f"Expected latents of shape (N, {quantizer.embed_dim}), got {tuple(latents.shape)}.")
-    if isinstance(quantizer, SimVQQuantizer):
+    if method not in DEFERRED_CODEBOOK_INITS:
+        raise ValueError(f"The deferred codebook init must be one of {DEFERRED_CODEBOOK_INITS}, got {method!r}.")
+    if method == "samples":
+        sample_codebook_from_latents(quantizer, latents, generator=generator)
+    elif isinstance(quantizer, SimVQQuantizer):
         fit_projection_to_latents(quantizer, latents)
     elif isinstance(quantizer, VQQuantizer):
         kmeans_codebook(quantizer, latents, generator=generator)
@@ -149,19 +196,25 @@ def initialize_codebook_from_latents(
 
 @torch.no_grad()
 def encoder_latents(
-    accelerator: Accelerator, model: SimVQModel | SimVQAudioModel, dataloader: DataLoader, num_batches: int
+    accelerator: Accelerator,
+    model: SimVQModel | SimVQAudioModel,
+    dataloader: DataLoader,
+    num_batches: int,
+    min_latents: int = 0,
 ):
-    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process.
+    """`(N, d)` encoder latents of the first `num_batches` batches, gathered from every process; more batches if
+    those hold fewer than `min_latents` rows (a codebook of latent samples needs a distinct one per code).
 
     A batch holds `pixel_values` (image) or `input_values` (speech); the latents' channel axis is 1 in both.
     """
     input_name = "input_values" if isinstance(model, SimVQAudioModel) else "pixel_values"
-    latents = []
+    latents, num_latents = [], 0
     for batch_index, batch in enumerate(dataloader):
-        if batch_index == num_batches:
+        if batch_index >= num_batches and num_latents >= min_latents:
             break
         batch_latents = model.encoder(batch[input_name])
         latents.append(accelerator.gather(batch_latents.movedim(1, -1).reshape(-1, batch_latents.shape[1])))
+        num_latents += latents[-1].shape[0]
     return torch.cat(latents).float()
 
 
@@ -172,26 +225,31 @@ def start_quantizing(
     latent_dataloader: DataLoader,
     num_batches: int,
     seed: int,
+    method: str = "fit",
 ) -> None:
     """End of the unquantized phase: put the codebook where the encoder's latents are, and restart the EMA there.
 
-    Every process computes the same initialisation from the same gathered latents (k-means is seeded), so the
-    replicas stay identical without a broadcast.
+    Every process computes the same initialisation from the same gathered latents (k-means and the sampling are
+    seeded), so the replicas stay identical without a broadcast.
     """
-    latents = encoder_latents(accelerator, model, latent_dataloader, num_batches)
+    # Twice K for `samples`: flat image regions repeat latents (576 of 65,536 on the default photos were repeats).
+    min_latents = 2 * model.quantize.codebook_size if method == "samples" else 0
+    latents = encoder_latents(accelerator, model, latent_dataloader, num_batches, min_latents)
     generator = torch.Generator(device=latents.device).manual_seed(seed)
-    initialize_codebook_from_latents(model.quantize, latents, generator=generator)
+    initialize_codebook_from_latents(model.quantize, latents, generator=generator, method=method)
     # The averaged weights before the switch belong to a model without a working codebook.
     for shadow, parameter in zip(ema.shadow_params, model.parameters(), strict=True):
         shadow.copy_(parameter.detach())
     ema.optimization_step = 0
-    logger.info(f"Quantization starts: codebook initialised from {len(latents)} encoder latents.")
+    logger.info(f"Quantization starts: codebook initialised ({method}) from {len(latents)} encoder latents.")
 
 
 __all__ = [
+    "DEFERRED_CODEBOOK_INITS",
     "DeferredQuantizationAutoencoder",
     "fit_projection_to_latents",
     "initialize_codebook_from_latents",
     "kmeans_codebook",
+    "sample_codebook_from_latents",
     "start_quantizing",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from transformers import PreTrainedConfig
 
+from .deferred_quantization import DEFERRED_CODEBOOK_INITS
 from .losses import RECONSTRUCTION_LOSSES
 
 # Fields that the scripts set from other options (the image size is `--resolution`, shared with the data).
@@ -144,7 +145,19 @@ def add_deferred_quantization_arguments(group: argparse._ArgumentGroup) -> None:
         default=0,
         help="Train the autoencoder unquantized for this many steps, then initialise the codebook from its latents.",
     )
-    group.add_argument("--deferred_init_batches", type=int, default=16, help="Batches of latents for that init.")
+    group.add_argument(
+        "--deferred_init_batches",
+        type=int,
+        default=16,
+        help="Batches of latents for that init (`samples` reads more if they hold fewer than 2 latents per code).",
+    )
+    group.add_argument(
+        "--deferred_codebook_init",
+        choices=DEFERRED_CODEBOOK_INITS,
+        default="fit",
+        help="`fit`: SimVQ's W, b moment-matched to the latents (C stays Gaussian), VQ's codebook k-means; "
+        "`samples`: the codebook becomes K distinct latents (SimVQ: C holds them whitened, still frozen).",
+    )
 
 
 def add_optimization_arguments(parser: argparse.ArgumentParser) -> None:
