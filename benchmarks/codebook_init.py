@@ -1,0 +1,107 @@
+"""How many of a trained tokenizer's codes its encoder's latents could use, with each Deferred Quantization init.
+
+    python benchmarks/codebook_init.py --model_name_or_path DIR --train_data_dir PHOTOS --split train
+
+The crops are encoded once and split in two halves (seeded): the codebook variants are initialised from the first
+half's latents and measured on the second's, so no variant sees the latents it is scored on. Rows: the codebook as
+trained; Deferred Quantization's `fit` (SimVQ: W, b moment-matched; VQ: k-means) and `samples` (K distinct latents)
+initialisations applied to this encoder; and, for reference, Gaussian latents with the second half's mean and
+covariance under the `fit` codebook (what the moment fit would reach if the latents were Gaussian). The gap between
+the rows says whether the codebook's extent, its shape, or the latents limit utilization. An experiment, not a test.
+"""
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModel
+
+import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
+from hf_simvq.evaluation.codebook_statistics import perplexity, token_histogram, utilization
+from hf_simvq.training.data import load_image_split, with_pixel_values
+from hf_simvq.training.deferred_quantization import DEFERRED_CODEBOOK_INITS, initialize_codebook_from_latents
+from hf_simvq.training.options import add_data_arguments, data_source
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_name_or_path", required=True, help="Saved model folder or Hub id.")
+    add_data_arguments(parser)
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--num_default_images", type=int, default=8192, help="Crops of the default data.")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_json", help="Also write the rows here.")
+    return parser.parse_args(argv)
+
+
+@torch.no_grad()
+def usage_row(name: str, quantizer, latents: torch.Tensor) -> dict:
+    """Utilization and perplexity of `quantizer` on `(N, d)` latents, searched as the tokenizer searches."""
+    indices = torch.cat([quantizer(block.T[None, :, :]).indices.flatten() for block in latents.split(65536)])
+    histogram = token_histogram(indices, quantizer.codebook_size)
+    return {
+        "codebook": name,
+        "utilization": utilization(histogram),
+        "used_codes": int((histogram > 0).sum()),
+        "perplexity": perplexity(histogram),
+        "tokens": len(indices),
+    }
+
+
+def gaussian_like(latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """As many Gaussian rows as `latents`, with their mean and covariance."""
+    rows = latents.double()
+    mean, covariance = rows.mean(0), torch.cov(rows.T)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    root = eigenvectors * eigenvalues.clamp_min(0).sqrt()
+    noise = torch.randn(rows.shape, generator=generator, dtype=torch.double)
+    return (mean + noise @ root.T).float()
+
+
+@torch.no_grad()
+def codebook_init_rows(model, pixel_values: torch.Tensor, seed: int = 0, batch_size: int = 256) -> list[dict]:
+    """The table's rows for `model` on `(N, 3, H, W)` crops; the model itself is left as it was."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(pixel_values), generator=generator)
+    halves = order[: len(order) // 2], order[len(order) // 2 :]
+    latents = [
+        torch.cat([model.encoder(pixel_values[half[i : i + batch_size]]) for i in range(0, len(half), batch_size)])
+        for half in halves
+    ]
+    fit_latents, measured_latents = (block.movedim(1, -1).reshape(-1, block.shape[1]) for block in latents)
+    rows = [usage_row("as trained", model.quantize, measured_latents)]
+    for method in DEFERRED_CODEBOOK_INITS:
+        quantizer = copy.deepcopy(model.quantize)
+        initialize_codebook_from_latents(quantizer, fit_latents, generator=generator, method=method)
+        rows.append(usage_row(f"init `{method}`", quantizer, measured_latents))
+        if method == "fit":
+            reference = gaussian_like(measured_latents, generator)
+            rows.append(usage_row("init `fit`, Gaussian latents of the same moments", quantizer, reference))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    model = AutoModel.from_pretrained(args.model_name_or_path).eval()
+    resolution = model.config.image_size
+    dataset = load_image_split(args.split, resolution, args.num_default_images, **data_source(args))
+    crops = with_pixel_values(dataset, resolution, args.image_column)
+    pixel_values = torch.stack([example["pixel_values"] for example in crops])
+    rows = codebook_init_rows(model, pixel_values, args.seed, args.batch_size)
+    print(f"K = {model.config.codebook_size:,}; fitted on {len(pixel_values) // 2:,} crops, measured on the rest")
+    print("| codebook | codes used | perplexity | tokens |\n|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['codebook']} | {row['utilization']:.1%} ({row['used_codes']:,}) | {row['perplexity']:,.0f} | "
+            f"{row['tokens']:,} |"
+        )
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
