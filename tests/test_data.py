@@ -12,9 +12,12 @@ from torch.utils.data import DataLoader
 
 from hf_simvq import SimVQImageProcessor
 from hf_simvq.training.data import (
+    TEST_PHOTOS,
+    TRAIN_PHOTOS,
     VALIDATION_PHOTOS,
     PixelValuesTransform,
     default_image_datasets,
+    default_image_split,
     first_examples,
     load_image_dataset,
     training_and_validation_data,
@@ -168,7 +171,7 @@ def test_stream_crops_stay_distinct_across_dataloader_workers():
 
 
 def test_load_image_split_serves_the_default_data_split_by_split():
-    from hf_simvq.training.data import default_image_split, load_image_split
+    from hf_simvq.training.data import load_image_split
 
     both = default_image_datasets(resolution=16, num_train_images=6, num_validation_images=4, seed=0)
     validation = load_image_split("validation", 16, 4)
@@ -176,8 +179,18 @@ def test_load_image_split_serves_the_default_data_split_by_split():
     pixels = [image.tobytes() for image in validation["image"]]
     assert pixels == [image.tobytes() for image in both["validation"]["image"]]
     assert default_image_split("train", 16, 6)["source"] == both["train"]["source"]
-    with pytest.raises(ValueError, match="splits \\['train', 'validation'\\], not 'test'"):
-        load_image_split("test", 16, 4)
+    with pytest.raises(ValueError, match="splits \\['test', 'train', 'validation'\\], not 'dev'"):
+        load_image_split("dev", 16, 4)
+
+
+def test_default_test_split_comes_from_photos_no_training_run_sees():
+    test = default_image_split("test", 32, 64)
+    test_photos = {Path(path).stem for _, path in TEST_PHOTOS}
+    seen_photos = {Path(path).stem for _, path in TRAIN_PHOTOS + VALIDATION_PHOTOS}
+    sources = {source.split("@")[0] for source in test["source"]}
+    assert sources <= test_photos and len(sources) > 3 and not test_photos & seen_photos
+    assert all(image.mode == "RGB" and image.size == (32, 32) for image in test["image"])
+    assert set(default_image_datasets(16, 2, 2)) == {"train", "validation"}  # training never gets the test split
 
 
 def test_a_folder_without_validation_split_gives_up_held_out_images(tmp_path, caplog):

@@ -3,8 +3,9 @@
     python training/evaluate_tokenizer.py --model_name_or_path DIR --split validation --output_file eval_results.json
     torchrun --nproc_per_node 2 training/evaluate_tokenizer.py --model_name_or_path DIR   # same numbers, faster
 
-Without --dataset_name or --train_data_dir it uses the embedded default data (the validation crops of photos that
-training never sees).
+Without --dataset_name or --train_data_dir it uses the embedded default data: the validation crops of photos that
+training never sees, or with `--split test` crops of a third set of photos (greyscale scenes and textures, a portrait)
+that no run, not even its validation, sees.
 """
 
 import argparse

@@ -35,6 +35,17 @@ VALIDATION_PHOTOS = (
     ("skimage", "data/chelsea.png"),
     ("sklearn", "datasets/images/flower.jpg"),
 )
+# A third set no training run sees, for a held-out evaluation of a tokenizer whose recipe was tuned on the validation
+# photos: one colour portrait and greyscale scenes and textures (as RGB), unlike the colour photos above.
+TEST_PHOTOS = (
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ("skimage", "data/camera.png"),
+    ("skimage", "data/brick.png"),
+    ("skimage", "data/grass.png"),
+    ("skimage", "data/gravel.png"),
+    ("skimage", "data/moon.png"),
+    ("skimage", "data/coins.png"),
+)
 DEFAULT_SCALES = (1.0, 0.5, 0.25)
 IMAGE_FILE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 NUM_EAGERLY_CHECKED_IMAGES = 16
@@ -77,7 +88,9 @@ def _random_crops(
     return {"image": images, "source": sources}
 
 
-DEFAULT_SPLITS = {"train": TRAIN_PHOTOS, "validation": VALIDATION_PHOTOS}
+# Each split's crops come from its own child of the seed (SeedSequence children depend only on their index), so
+# adding a split leaves the others' crops as they were.
+DEFAULT_SPLITS = {"train": TRAIN_PHOTOS, "validation": VALIDATION_PHOTOS, "test": TEST_PHOTOS}
 
 
 def default_image_split(
@@ -86,9 +99,9 @@ def default_image_split(
     """One split of the embedded default data: `num_images` crops of `resolution`² from that split's photos.
 
     Columns: `image` (PIL RGB) and `source` (`"<photo>@<scale>"`). Crops are taken from the photos at full size
-    and downscaled by each of `scales`, so one split mixes fine texture and whole-object views. Training and
-    validation use disjoint photos (a fixed split) and different random streams of `seed`; the result depends only
-    on the arguments.
+    and downscaled by each of `scales`, so one split mixes fine texture and whole-object views. Training,
+    validation and test use disjoint photos (a fixed split) and different random streams of `seed`; the result
+    depends only on the arguments. Training runs use the first two; `test` is for `evaluate_tokenizer.py --split test`.
     """
     if split not in DEFAULT_SPLITS:
         raise ValueError(f"The embedded default data has the splits {sorted(DEFAULT_SPLITS)}, not {split!r}.")
@@ -115,7 +128,7 @@ def default_image_datasets(
     2048 × (32/8)² = 32,768 validation tokens for an 8× downsampling tokenizer."""
     counts = {"train": num_train_images, "validation": num_validation_images}
     return datasets.DatasetDict(
-        {split: default_image_split(split, resolution, counts[split], scales, seed) for split in DEFAULT_SPLITS}
+        {split: default_image_split(split, resolution, count, scales, seed) for split, count in counts.items()}
     )
 
 
