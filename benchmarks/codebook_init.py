@@ -1,12 +1,14 @@
 """How many of a trained tokenizer's codes its encoder's latents could use, with each Deferred Quantization init.
 
+    python benchmarks/codebook_init.py --model_name_or_path DIR                  # the default validation photos
     python benchmarks/codebook_init.py --model_name_or_path DIR --train_data_dir PHOTOS --split train
 
 The crops are encoded once and split in two halves (seeded): the codebook variants are initialised from the first
 half's latents and measured on the second's, so no variant sees the latents it is scored on. Rows: the codebook as
-trained; Deferred Quantization's `fit` (SimVQ: W, b moment-matched; VQ: k-means) and `samples` (K distinct latents)
-initialisations applied to this encoder; and, for reference, Gaussian latents with the second half's mean and
-covariance under the `fit` codebook (what the moment fit would reach if the latents were Gaussian). The gap between
+trained; Deferred Quantization's `fit` (SimVQ: W, b moment-matched to the model's own C; VQ: k-means) and `samples`
+(K distinct latents) initialisations applied to this encoder; and, for reference, Gaussian latents with the second
+half's mean and covariance under the `fit` codebook (with a Gaussian C: what the moment fit would reach if the latents
+were Gaussian). The gap between
 the rows says whether the codebook's extent, its shape, or the latents limit utilization. An experiment, not a test.
 """
 

@@ -35,7 +35,8 @@ def run_train(output_dir: Path, *options: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A short deferred-quantization run: 3 unquantized steps, then 3 quantized ones, a checkpoint every 3.
+    """A short deferred-quantization run: 3 unquantized steps, then 3 quantized ones from a codebook of latent samples,
+    a checkpoint every 3.
 
     The LPIPS loss is on, with a *generated* VGG16 weight file: the real ImageNet weights do not exist offline, and
     this checks the plumbing (file → loss → logs), not the perceptual quality.
@@ -50,6 +51,7 @@ def trained(tmp_path_factory) -> Path:
         "--max_train_steps", "6",
         "--deferred_quantization_steps", "3",
         "--deferred_init_batches", "2",
+        "--deferred_codebook_init", "samples",
         "--validation_steps", "3",
         "--checkpointing_steps", "3",
         "--perceptual_weight", "0.1",
@@ -93,6 +95,18 @@ def test_deferred_quantization_switches_phase_at_the_given_step(trained):
     for step in (4, 5, 6):
         assert train_logs[step]["train/quantization_loss"] > 0
         assert 0 < train_logs[step]["train/utilization"] <= 1
+
+
+def test_samples_init_reached_the_saved_codebook(trained):
+    """`--deferred_codebook_init samples` whitens the chosen latents into C: its 64 rows then have zero mean and
+    covariance std²·I exactly, which the Gaussian draw it replaced (the `fit` init keeps that) does not."""
+    frozen = load_file(trained / "model.safetensors")["quantize.frozen_codebook"].double()
+    std = frozen.shape[1] ** -0.5
+    identity = torch.eye(frozen.shape[1], dtype=frozen.dtype)
+    torch.testing.assert_close(torch.cov(frozen.T), std**2 * identity, rtol=0, atol=1e-5)
+    torch.testing.assert_close(frozen.mean(0), torch.zeros_like(frozen.mean(0)), rtol=0, atol=1e-6)
+    gaussian = torch.randn(frozen.shape, generator=torch.Generator().manual_seed(0), dtype=frozen.dtype) * std
+    assert (torch.cov(gaussian.T) - std**2 * identity).abs().max() > 1e-2
 
 
 def test_shrinkage_statistics_are_logged_beside_the_codebook_health(trained):
