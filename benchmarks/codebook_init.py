@@ -21,9 +21,14 @@ import torch
 from transformers import AutoModel
 
 import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
-from hf_simvq.evaluation.codebook_statistics import perplexity, token_histogram, utilization
+from hf_simvq.evaluation.codebook_statistics import codebook_usage, token_histogram
 from hf_simvq.training.data import load_image_split, with_pixel_values
-from hf_simvq.training.deferred_quantization import DEFERRED_CODEBOOK_INITS, initialize_codebook_from_latents
+from hf_simvq.training.deferred_quantization import (
+    DEFERRED_CODEBOOK_INITS,
+    initialize_codebook_from_latents,
+    mean_and_covariance,
+    symmetric_matrix_power,
+)
 from hf_simvq.training.options import add_data_arguments, data_source
 
 
@@ -43,24 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def usage_row(name: str, quantizer, latents: torch.Tensor) -> dict:
     """Utilization and perplexity of `quantizer` on `(N, d)` latents, searched as the tokenizer searches."""
     indices = torch.cat([quantizer(block.T[None, :, :]).indices.flatten() for block in latents.split(65536)])
-    histogram = token_histogram(indices, quantizer.codebook_size)
-    return {
-        "codebook": name,
-        "utilization": utilization(histogram),
-        "used_codes": int((histogram > 0).sum()),
-        "perplexity": perplexity(histogram),
-        "tokens": len(indices),
-    }
+    usage = codebook_usage(token_histogram(indices, quantizer.codebook_size))
+    return {"codebook": name, **usage, "tokens": len(indices)}
 
 
 def gaussian_like(latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """As many Gaussian rows as `latents`, with their mean and covariance."""
-    rows = latents.double()
-    mean, covariance = rows.mean(0), torch.cov(rows.T)
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    root = eigenvectors * eigenvalues.clamp_min(0).sqrt()
-    noise = torch.randn(rows.shape, generator=generator, dtype=torch.double)
-    return (mean + noise @ root.T).float()
+    mean, covariance = mean_and_covariance(latents.double())
+    noise = torch.randn(latents.shape, generator=generator, dtype=torch.double)
+    return (mean + noise @ symmetric_matrix_power(covariance, 0.5)).float()
 
 
 @torch.no_grad()

@@ -88,13 +88,14 @@ class DeferredQuantizationSpeechAutoencoder(nn.Module):
         }
 
 
-def _symmetric_matrix_power(matrix: torch.Tensor, power: float, eps: float = 1e-8) -> torch.Tensor:
+def symmetric_matrix_power(matrix: torch.Tensor, power: float, eps: float = 1e-8) -> torch.Tensor:
     """`matrix ** power` of a symmetric positive semi-definite matrix; eigenvalues below `eps` are clamped to it."""
     eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
     return eigenvectors @ torch.diag(eigenvalues.clamp_min(eps) ** power) @ eigenvectors.T
 
 
-def _mean_and_covariance(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_and_covariance(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased `d × d` covariance of `(N, d)` rows."""
     mean = rows.mean(dim=0)
     centered = rows - mean
     return mean, centered.T @ centered / max(rows.shape[0] - 1, 1)
@@ -110,9 +111,9 @@ def fit_projection_to_latents(quantizer: SimVQQuantizer, latents: torch.Tensor) 
     """
     if quantizer.projection.bias is None:
         raise ValueError("Deferred quantization needs the SimVQ projection bias (`projection_bias=True`).")
-    latent_mean, latent_covariance = _mean_and_covariance(latents.double())
-    code_mean, code_covariance = _mean_and_covariance(quantizer.frozen_codebook.double())
-    weight = _symmetric_matrix_power(latent_covariance, 0.5) @ _symmetric_matrix_power(code_covariance, -0.5)
+    latent_mean, latent_covariance = mean_and_covariance(latents.double())
+    code_mean, code_covariance = mean_and_covariance(quantizer.frozen_codebook.double())
+    weight = symmetric_matrix_power(latent_covariance, 0.5) @ symmetric_matrix_power(code_covariance, -0.5)
     quantizer.projection.weight.copy_(weight)
     quantizer.projection.bias.copy_(latent_mean - weight @ code_mean)
 
@@ -141,10 +142,10 @@ def sample_codebook_from_latents(
         return
     if quantizer.projection.bias is None:
         raise ValueError("A codebook of latent samples needs the SimVQ projection bias (`projection_bias=True`).")
-    mean, covariance = _mean_and_covariance(samples)
+    mean, covariance = mean_and_covariance(samples)
     std = quantizer.codebook_init_std
-    quantizer.frozen_codebook.copy_((samples - mean) @ _symmetric_matrix_power(covariance, -0.5) * std)
-    quantizer.projection.weight.copy_(_symmetric_matrix_power(covariance, 0.5) / std)
+    quantizer.frozen_codebook.copy_((samples - mean) @ symmetric_matrix_power(covariance, -0.5) * std)
+    quantizer.projection.weight.copy_(symmetric_matrix_power(covariance, 0.5) / std)
     quantizer.projection.bias.copy_(mean)
 
 
@@ -251,6 +252,8 @@ __all__ = [
     "fit_projection_to_latents",
     "initialize_codebook_from_latents",
     "kmeans_codebook",
+    "mean_and_covariance",
     "sample_codebook_from_latents",
     "start_quantizing",
+    "symmetric_matrix_power",
 ]
