@@ -55,11 +55,14 @@ def search_path(request, monkeypatch) -> str:
     return request.param
 
 
-def both_searches(vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    sq_norms = squared_norms(codebook)
-    search = SubspaceSearch.build(codebook, sq_norms, min_codes=0)
+def search_of(codebook: torch.Tensor) -> SubspaceSearch:
+    search = SubspaceSearch.build(codebook, squared_norms(codebook), min_codes=0)
     assert search is not None, "a trained-like spectrum must take the subspace search"
-    return nearest_code_indices(vectors, codebook, sq_norms), search(vectors)
+    return search
+
+
+def both_searches(vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return nearest_code_indices(vectors, codebook, squared_norms(codebook)), search_of(codebook)(vectors)
 
 
 @pytest.mark.parametrize("num_vectors", [1, 5, 1024 + 6, 2048 + 100])
@@ -74,10 +77,38 @@ def test_latents_far_off_the_subspace_fall_back_and_stay_exact(monkeypatch):
     """Random latents of norm ~8 admit much of the codebook under the bound: brute force for them, same ids."""
     codebook = trained_like_codebook(8192, 64)
     vectors = torch.cat([latents_near(codebook, 300, 0.01), torch.randn(200, 64)])
+    boxed, original = [], SubspaceSearch._grouped_brute_force
+
+    def grouped_spy(self, *args):
+        boxed.append(original(self, *args))
+        return boxed[-1]
+
+    monkeypatch.setattr(SubspaceSearch, "_grouped_brute_force", grouped_spy)
     with count_calls(monkeypatch, "_wide_brute_force") as calls:
         expected, found = both_searches(vectors, codebook)
     assert torch.equal(found, expected)
-    assert calls, "latents off the subspace must take the brute force"
+    # Latents far off and crowded groups whose box holds most of the codebook: one brute-force call for all of them,
+    # which keeps its full-height tiles.
+    ((in_boxes, _),) = boxed
+    boxed_out = int((~in_boxes).sum())
+    assert len(calls) == 1 and boxed_out > 0 and len(calls[0][0]) > boxed_out
+
+
+def test_crowded_balls_are_told_apart_by_count_or_by_nearest_codes(monkeypatch):
+    """Balls up to `count_radius` are counted, wider ones tested by a (MAX_BALL_CODES + 1)-nearest query: both must
+    agree with the ball's true count, for radii a hair above and below the distance where it turns crowded."""
+    monkeypatch.setattr(subspace_search, "MAX_BALL_CODES", 8)  # so the boundary falls on both sides of count_radius
+    codebook = trained_like_codebook(8192, 64)
+    search = search_of(codebook)
+    generator = torch.Generator().manual_seed(3)
+    heads = search.tree.data[torch.randint(len(codebook), (400,), generator=generator).numpy()]
+    heads = heads + 0.3 * torch.randn(heads.shape, generator=generator, dtype=torch.float64).numpy()
+    ninth_nearest = search.tree.query(heads, k=9)[0][:, -1]
+    radius = ninth_nearest * (1 + 1e-6 * (-1) ** torch.arange(len(heads)).numpy())
+    counts = torch.from_numpy(search.tree.query_ball_point(heads, radius, return_length=True))
+    crowded = search._crowded(heads, radius, workers=1)
+    assert (radius <= search.count_radius).any() and (radius > search.count_radius).any()
+    assert torch.equal(crowded, counts > 8) and torch.equal(crowded, torch.arange(len(heads)) % 2 == 0)
 
 
 def test_flat_spectrum_builds_nothing_and_the_quantizer_falls_back(monkeypatch):
