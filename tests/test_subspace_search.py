@@ -240,3 +240,38 @@ def test_quantizer_uses_it_outside_training_and_the_flag_forces_brute_force(monk
         quantizer.subspace_search = False
         brute = quantizer(latents).indices
     assert torch.equal(fast, brute)
+
+
+def test_training_steps_use_it_when_asked_with_the_brute_forces_codes_and_gradients(monkeypatch):
+    """`subspace_search_in_training`: a training step builds the search for the step's W and returns the brute force's
+    indices, so the loss and every gradient are bit-identical; the step after an update builds it anew."""
+    monkeypatch.setattr(subspace_search, "MIN_CODES", 0)
+    torch.manual_seed(0)
+    quantizer = SimVQQuantizer(8192, 64).train()
+    with torch.no_grad():
+        quantizer.projection.weight.copy_(trained_like_projection(64))
+    latents = latents_near(quantizer.codebook().detach(), 4 * 64, 0.05).view(4, 8, 8, 64).permute(0, 3, 1, 2)
+
+    def step(in_training: bool):
+        quantizer.subspace_search_in_training = in_training
+        quantizer.zero_grad()
+        inputs = latents.clone().requires_grad_()
+        output = quantizer(inputs)
+        (output.quantized.square().sum() + output.loss).backward()
+        return output.indices, output.loss, inputs.grad, quantizer.projection.weight.grad.clone()
+
+    with count_calls(monkeypatch, "__call__") as calls:
+        brute = step(False)
+        assert not calls and not quantizer._search_cache.subspace_built
+        fast = step(True)
+        assert len(calls) == 1, "the training step must have taken the subspace search"
+    for expected, found in zip(brute, fast, strict=True):
+        assert torch.equal(expected, found)
+
+    first_search = quantizer._search_cache.subspace
+    with torch.no_grad():
+        quantizer.projection.weight.mul_(1.01)  # an optimizer step
+    indices, *_ = step(True)
+    assert quantizer._search_cache.subspace is not first_search, "a changed W must get its own search"
+    quantizer.subspace_search_in_training = False
+    assert torch.equal(indices, step(False)[0])

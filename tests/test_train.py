@@ -296,3 +296,42 @@ def test_multiscale_tokenizer_trains_and_loads(tmp_path):
     evaluation = json.loads((tmp_path / "eval_results.json").read_text())
     assert 0 < evaluation["utilization"] <= 1
     assert evaluation["num_tokens"] == 64 * sum(side * side for side in scales)  # every scale's tokens count
+
+
+# The tiny codebook is below MIN_CODES, which would keep the brute force: lift that, and tell the training steps that
+# took the subspace search apart from the evaluation's.
+RECORD_TRAINING_SEARCHES = """
+import torch
+import train
+from hf_simvq.models.simvq import subspace_search
+
+subspace_search.MIN_CODES = 0
+search = subspace_search.SubspaceSearch.__call__
+
+def recording_search(self, vectors):
+    if torch.is_grad_enabled():
+        print("subspace search in a training step", file=sys.stderr)
+    return search(self, vectors)
+
+subspace_search.SubspaceSearch.__call__ = recording_search
+"""
+
+
+def test_subspace_search_in_training_steps_ends_with_the_brute_forces_weights(tmp_path):
+    """--subspace_search_in_training reaches the quantizer, and since it finds the brute force's codes, the run ends
+    with bit-identical weights."""
+    script = patched_train_script(tmp_path / "train_recording.py", RECORD_TRAINING_SEARCHES)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    options = ["--max_train_steps", "4", "--eval_metrics", "psnr", "--validation_steps", "4"]
+    stderr = {}
+    for name, flag in (("subspace", "--subspace_search_in_training"), ("brute", "--no-subspace_search_in_training")):
+        command = [sys.executable, str(script), *train_command(tmp_path / name, *options)[2:], flag]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+        assert result.returncode == 0, result.stderr[-3000:]
+        stderr[name] = result.stderr
+    assert stderr["subspace"].count("subspace search in a training step") == 4  # one search a step
+    assert "subspace search in a training step" not in stderr["brute"]
+    expected = load_file(tmp_path / "brute" / "model.safetensors")
+    actual = load_file(tmp_path / "subspace" / "model.safetensors")
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name

@@ -24,7 +24,7 @@ from huggingface_hub import create_repo
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel
+from hf_simvq import SimVQConfig, SimVQImageProcessor, SimVQModel, SimVQQuantizer
 from hf_simvq.evaluation import DEFAULT_METRICS, evaluate_tokenizer
 from hf_simvq.training.checkpointing import TrainingProgress, resume, save_checkpoint
 from hf_simvq.training.data import first_examples, training_and_validation_data
@@ -77,6 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Final evaluation; rfid and lpips are skipped with a warning where their weights are missing.",
     )
     parser.add_argument("--num_grid_images", type=int, default=8)
+    parser.add_argument(
+        "--subspace_search_in_training",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="SimVQ: search the codebook's principal subspace in training steps too (same codes; pays with a small "
+        "latent and a large codebook, e.g. 1.73× per step at K = 262,144, d = 16).",
+    )
 
     config_args, _ = parser.parse_known_args(argv)
     parser.set_defaults(**load_preset(config_args.config, parser, CONFIG_DIR))
@@ -142,6 +149,11 @@ def train(args: argparse.Namespace, accelerator: Accelerator) -> None:
     # Model, discriminator, losses
     config = config_from_args(args, SimVQConfig, image_size=args.resolution)
     model = SimVQModel(config)
+    if args.subspace_search_in_training:
+        if isinstance(model.quantize, SimVQQuantizer):
+            model.quantize.subspace_search_in_training = True
+        else:
+            logger.warning(f"--subspace_search_in_training: {config.quantizer_type} has no subspace search; ignored.")
     processor = SimVQImageProcessor.from_image_size(args.resolution)
     autoencoder = DeferredQuantizationAutoencoder(model)
     perceptual_loss = load_perceptual_loss(args.perceptual_weight, args.vgg16_weights)
