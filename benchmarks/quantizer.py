@@ -14,6 +14,7 @@ then whole-model `encode` images/s at 1k vs 262k codes, and the optimizer-state 
 """
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -263,53 +264,131 @@ def subspace_rows(noise_levels: tuple[float, ...] = (0.01, 0.05, 0.2)) -> None:
 
 @torch.no_grad()
 def trained_model_rows(
-    model_paths: list[str], larger_sizes: tuple[int, ...] = SUBSPACE_CODEBOOK_SIZES, num_tokens: int = NUM_TOKENS
+    model_paths: list[str],
+    larger_sizes: tuple[int, ...] = SUBSPACE_CODEBOOK_SIZES,
+    num_tokens: int = NUM_TOKENS,
+    num_tokenizer_images: int = 2048,
 ) -> None:
     """The subspace search on real trained codebooks: each model's `C·Wᵀ + b`, searched for its own encoder's latents
-    of `num_tokens / tokens-per-image` crops of the held-out default photos. A codebook whose spectrum is too flat
-    for the search (`SubspaceSearch.build` gives None) is searched by brute force; the row says so and why.
+    of `num_tokens / tokens-per-image` crops of the held-out default photos, against our brute force and
+    vector-quantize-pytorch's SimVQ given the same C, W and b. A codebook whose spectrum is too flat for the search
+    (`SubspaceSearch.build` gives None) is searched by brute force; the row says so and why. Then each model's
+    dataset tokenizer (`tokenize_images` on `num_tokenizer_images` held-out crops) with and without the search, and
+    its training steps with and without `subspace_search_in_training`.
 
     Rows marked `C redrawn` stand in for a larger trained model: a frozen C of that size drawn as the model draws its
     own (the same init and std), mapped by the model's trained W and b. W was trained with the model's own K, not
     that one."""
     print(f"Exact search on trained codebooks, {num_tokens} latents of held-out crops each")
     header = (
-        f"{'model':<32} | {'K':>7} | {'r (tail < 1e-4)':>15} | {'brute s':>8} | {'subspace s':>10} | speed-up | "
-        "identical"
+        f"{'model':<32} | {'K':>7} | {'r (tail < 1e-4)':>15} | {'brute s':>8} | {'set-up s':>8} | {'subspace s':>10} | "
+        f"speed-up | identical | {'peer s':>7} | peer identical"
     )
     print(header + "\n" + "-" * len(header))
+    models = {}
     for path in model_paths:
-        model = SimVQModel.from_pretrained(path).eval()
+        model = models[path] = SimVQModel.from_pretrained(path).eval()
         num_images = -(-num_tokens // model.config.latent_size**2)
         photos = default_image_split("validation", resolution=model.config.image_size, num_images=num_images)
         processor = SimVQImageProcessor.from_pretrained(path)
         latents = model.encoder(processor(list(photos["image"]), return_tensors="pt").pixel_values)
         latents = latents.movedim(1, -1).reshape(-1, latents.shape[1])[:num_tokens].contiguous()
         quantizer = model.quantize
-        codebooks = {Path(path).name: quantizer._search_codebook()[0]}
+        frozen_codebooks = {Path(path).name: quantizer.frozen_codebook}
         for size in larger_sizes:
             if size > quantizer.codebook_size:
                 torch.manual_seed(0)
                 frozen = quantizer.init_codebook_(torch.empty(size, quantizer.embed_dim))
-                codebooks[f"{Path(path).name}, C redrawn"] = quantizer.projection(frozen)
-        for name, codebook in codebooks.items():
-            _trained_codebook_row(name, codebook, latents)
+                frozen_codebooks[f"{Path(path).name}, C redrawn"] = frozen
+        for name, frozen in frozen_codebooks.items():
+            _trained_codebook_row(name, frozen, quantizer.projection, latents)
+    for path, model in models.items():
+        _tokenizer_row(Path(path).name, model, num_tokenizer_images)
+    for path, model in models.items():
+        _training_step_row(Path(path).name, model)
 
 
-def _trained_codebook_row(name: str, codebook: torch.Tensor, latents: torch.Tensor) -> None:
-    """A row of `trained_model_rows`: the spectrum's head, the brute force, and the subspace search where it applies."""
+def _trained_codebook_row(name: str, frozen: torch.Tensor, projection: torch.nn.Linear, latents: torch.Tensor) -> None:
+    """A row of `trained_model_rows`: the spectrum's head, the brute force, the subspace search's set-up (paid again
+    whenever W changes: every training step) and search where it applies, and the peer on the same codebook (its
+    `code_transform` = our projection, bias included)."""
+    from vector_quantize_pytorch import SimVQ
+
+    codebook = projection(frozen)
     sq_norms = squared_norms(codebook)
     head_dim = head_dimension(principal_axes(codebook)[1])
     brute = nearest_code_indices(latents, codebook, sq_norms)
     brute_seconds = min(_seconds(partial(nearest_code_indices, latents, codebook, sq_norms)) for _ in range(2))
+    start = time.perf_counter()
     search = SubspaceSearch.build(codebook, sq_norms)
+    timing = f"{time.perf_counter() - start:>8.3f} | "
     if search is None:
-        timing = f"{'(flat: brute force)':>10} |        - | -"
+        timing += f"{'(flat: brute force)':>10} |        - | -"
     else:
         found = search(latents)
         seconds = min(_seconds(partial(search, latents)) for _ in range(3))
-        timing = f"{seconds:>10.3f} | {brute_seconds / seconds:>7.2f}× | {int((found == brute).sum())}/{len(brute)}"
-    print(f"{name:<32} | {len(codebook):>7} | {head_dim:>15} | {brute_seconds:>8.3f} | {timing}")
+        timing += f"{seconds:>10.3f} | {brute_seconds / seconds:>7.2f}× | {int((found == brute).sum())}/{len(brute)}"
+    peer = SimVQ(dim=frozen.shape[1], codebook_size=len(frozen), codebook_transform=projection).eval()
+    peer.frozen_codebook = frozen
+    peer_ids = peer_indices(peer, latents)
+    peer_seconds = _seconds(partial(peer_indices, peer, latents))
+    print(
+        f"{name:<32} | {len(codebook):>7} | {head_dim:>15} | {brute_seconds:>8.3f} | {timing} | "
+        f"{peer_seconds:>7.3f} | {int((peer_ids == brute).sum())}/{len(brute)}"
+    )
+
+
+def _tokenizer_row(name: str, model: SimVQModel, num_images: int, batch_size: int = 64) -> None:
+    """`tokenize_images` on held-out crops at the model's own resolution, with and without the subspace search, and
+    whether both give the same tokens."""
+    photos = default_image_split("validation", resolution=model.config.image_size, num_images=num_images)
+    tokens, rates = {}, {}
+    for subspace in (False, True):
+        model.quantize.subspace_search = subspace
+        with tempfile.TemporaryDirectory() as output_dir:
+            start = time.perf_counter()
+            saved = tokenize_images(photos, model, output_dir, batch_size=batch_size)
+            rates[subspace] = num_images / (time.perf_counter() - start)
+            tokens[subspace] = torch.tensor(saved["image_tokens"])
+    same = int((tokens[True] == tokens[False]).all(dim=1).sum())
+    print(
+        f"dataset tokenizer, {name}: K={model.config.codebook_size:,}, {num_images} crops of "
+        f"{model.config.image_size}², batch {batch_size}: brute force {rates[False]:.1f} images/s, subspace search "
+        f"{rates[True]:.1f} images/s ({rates[True] / rates[False]:.2f}×), {same}/{num_images} images with identical "
+        "tokens"
+    )
+
+
+@torch.enable_grad()  # called from `trained_model_rows`, which runs without gradients
+def _training_step_row(name: str, model: SimVQModel, num_steps: int = 12, batch_size: int = 64) -> None:
+    """Training steps (forward, L1 + quantizer loss, backward, Adam) from the trained weights, with the brute force
+    and with `subspace_search_in_training` (its set-up paid every step, as W changes), each from the same weights on
+    the same training crops; the two runs must pick the same codes at every step. The first step is not timed."""
+    crops = default_image_split("train", resolution=model.config.image_size, num_images=num_steps * batch_size)
+    pixel_values = SimVQImageProcessor.from_image_size(model.config.image_size)(
+        list(crops["image"]), return_tensors="pt"
+    ).pixel_values.split(batch_size)
+    seconds, tokens = {}, {}
+    for in_training in (False, True):
+        trainee = copy.deepcopy(model).train()
+        trainee.quantize.subspace_search_in_training = in_training
+        optimizer = torch.optim.Adam(trainee.parameters(), lr=1e-3)
+        times, tokens[in_training] = [], []
+        for images in pixel_values:
+            start = time.perf_counter()
+            output = trainee(images)
+            ((output.reconstruction - images).abs().mean() + output.quantization_loss).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            times.append(time.perf_counter() - start)
+            tokens[in_training].append(output.image_tokens)
+        seconds[in_training] = statistics.mean(times[1:])
+    same = sum(torch.equal(a, b) for a, b in zip(tokens[False], tokens[True], strict=True))
+    print(
+        f"training step, {name}: K={model.config.codebook_size:,}, batch {batch_size}: brute force "
+        f"{seconds[False]:.3f} s, subspace search in training {seconds[True]:.3f} s "
+        f"({seconds[False] / seconds[True]:.2f}×), {same}/{num_steps} steps with identical codes"
+    )
 
 
 def tokenizer_rows(projection: torch.Tensor, num_images: int = 32, batch_size: int = 8) -> None:
