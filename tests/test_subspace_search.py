@@ -7,7 +7,7 @@ import torch
 
 from hf_simvq import SimVQQuantizer, nearest_code_indices
 from hf_simvq.models.simvq import subspace_search
-from hf_simvq.models.simvq.quantization import squared_norms
+from hf_simvq.models.simvq.quantization import VectorQuantizer, squared_norms
 from hf_simvq.models.simvq.subspace_search import WIDE_GEMM, SubspaceSearch, head_dimension
 
 # Singular values of W measured on the README's trained model (20.6, 14.8, 9.0, then ~0.1 and below).
@@ -275,3 +275,25 @@ def test_training_steps_use_it_when_asked_with_the_brute_forces_codes_and_gradie
     assert quantizer._search_cache.subspace is not first_search, "a changed W must get its own search"
     quantizer.subspace_search_in_training = False
     assert torch.equal(indices, step(False)[0])
+
+
+
+def test_off_the_cpu_the_quantizer_takes_the_brute_force_without_building_the_search(monkeypatch):
+    """The search is a NumPy structure: latents on another device must go to the (device-agnostic) brute force without
+    building it, in a training step with `subspace_search_in_training` as outside one. This machine has no GPU, so the
+    latents are on `meta` and the brute force is replaced by a recorder."""
+    monkeypatch.setattr(subspace_search, "MIN_CODES", 0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the subspace search was built for latents off the CPU")
+
+    brute_force_calls = []
+    monkeypatch.setattr(SubspaceSearch, "build", refuse)
+    monkeypatch.setattr(VectorQuantizer, "_nearest_codes", lambda self, vectors: brute_force_calls.append(vectors))
+    quantizer = SimVQQuantizer(1024, 8)
+    quantizer.subspace_search_in_training = True
+    latents = torch.empty(5, 8, device="meta")
+    for training in (True, False):
+        quantizer.train(training)._nearest_codes(latents)
+    assert len(brute_force_calls) == 2 and all(call is latents for call in brute_force_calls)
+    assert quantizer._search_cache is None, "nothing is cached for the search"

@@ -223,9 +223,10 @@ class SimVQQuantizer(VectorQuantizer):
 
     Outside training steps the search runs in the principal subspace of the cached codebook (`SubspaceSearch`: same
     indices as the brute force, much faster on a trained, low-rank codebook); set `subspace_search = False` to
-    force the brute force. Inside training steps W changes every step, so the search's set-up is paid every step:
-    `subspace_search_in_training = True` pays it where that is still faster than the brute force (a small latent and
-    a large codebook: 1.73× per step at K = 262,144, d = 16, `benchmarks/quantizer.py --trained`), same indices.
+    force the brute force. Inside training steps W changes every step, so the search's set-up would be paid every
+    step: it runs there only with `subspace_search_in_training = True` (and `subspace_search`), which pays where the
+    search still beats the brute force — a small latent and a large codebook: 1.73× per step at K = 262,144,
+    d = 16 (`benchmarks/quantizer.py --trained`) — with the same indices.
     """
 
     def __init__(
@@ -311,9 +312,11 @@ class SimVQQuantizer(VectorQuantizer):
 
     def _nearest_codes(self, vectors: torch.Tensor) -> torch.LongTensor:
         """The subspace search when it applies: not when disabled, not in a training step unless asked for (W changes
-        every step, so its set-up is paid each time), not on a flat spectrum; otherwise the brute force."""
+        every step, so its set-up is paid each time), not off the CPU (it is built with NumPy; a GPU's brute force is
+        fast anyway), not on a flat spectrum; otherwise the brute force."""
         training_step = self.training and torch.is_grad_enabled()
-        if not self.subspace_search or (training_step and not self.subspace_search_in_training):
+        wanted = self.subspace_search and (self.subspace_search_in_training or not training_step)
+        if not wanted or vectors.device.type != "cpu":
             return super()._nearest_codes(vectors)
         codebook, sq_norms = self._search_codebook()
         cache = self._search_cache
@@ -321,7 +324,7 @@ class SimVQQuantizer(VectorQuantizer):
             from .subspace_search import SubspaceSearch  # imported here: it builds on this module's brute force
 
             cache.subspace, cache.subspace_built = SubspaceSearch.build(codebook, sq_norms), True
-        if cache.subspace is None or vectors.device.type != "cpu":
+        if cache.subspace is None:
             return nearest_code_indices(vectors, codebook, sq_norms)
         with torch.autocast(device_type="cpu", enabled=False):
             return cache.subspace(vectors.detach())
