@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from hf_simvq import SimVQAudioModel
 from hf_simvq.evaluation import evaluate_audio_tokenizer
+from hf_simvq.training.process_group import end_training
 
 NUM_CLIPS = 7  # not a multiple of batch size × processes: the padded last batch must not be counted twice
 
@@ -37,7 +38,8 @@ def main(model_dir: str, output_file: str) -> None:
     if accelerator.is_main_process:
         with open(output_file, "w") as file:
             json.dump(results, file)
-    accelerator.end_training()
+    del model, dataloader  # the DDP wrapper must be gone before the process group is (see `end_training`)
+    end_training(accelerator)
 
 
 if __name__ == "__main__":

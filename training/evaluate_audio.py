@@ -19,6 +19,7 @@ from transformers import AutoModelForAudioTokenization
 
 import hf_simvq  # noqa: F401  (registers SimVQ with the Auto classes)
 from hf_simvq.evaluation import AUDIO_METRICS, DEFAULT_AUDIO_METRICS, evaluate_audio_tokenizer
+from hf_simvq.training.process_group import end_training
 from hf_simvq.training.speech_data import speech_datasets
 
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         width = max(len(name) for name in results)
         print("\n".join(f"{name:<{width}}  {value}" for name, value in results.items()))
         Path(args.output_file).write_text(json.dumps(results, indent=2))
-    accelerator.end_training()
+    del model, dataloader  # the DDP wrapper must be gone before the process group is (see `end_training`)
+    end_training(accelerator)
     return results
 
 
