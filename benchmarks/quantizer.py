@@ -8,7 +8,10 @@ Prints one table, every row measured in this run on this machine:
 then whole-model `encode` images/s at 1k vs 262k codes, and the optimizer-state memory of `simvq` vs `vq`.
 
 `--subspace` instead measures the exact subspace search on a trained-like codebook (see `subspace_rows`);
-`--trained DIR …` on the codebooks of trained models and their encoders' latents of the held-out photos.
+`--trained DIR …` on the codebooks of trained SimVQ models and their encoders' latents of the held-out photos, against
+vector-quantize-pytorch on the same codebook, then each model's dataset tokenizer and training steps with and without
+the search (see `trained_model_rows`). Every comparison counts identical indices. Search timings are the best of 2
+runs (the subspace search's, of 3), the peer's too.
 
     pip install -e ".[bench]" && python benchmarks/quantizer.py [--subspace | --trained DIR …]
 """
@@ -241,7 +244,7 @@ def subspace_rows(noise_levels: tuple[float, ...] = (0.01, 0.05, 0.2)) -> None:
             found = search(latents)
             search_seconds = min(_seconds(partial(search, latents)) for _ in range(3))
             peer_ids = peer_indices(peer, latents)
-            peer_seconds = _seconds(partial(peer_indices, peer, latents))
+            peer_seconds = min(_seconds(partial(peer_indices, peer, latents)) for _ in range(2))
             rows = [
                 ("hf_simvq brute force (tiled)", brute_seconds, brute),
                 (f"hf_simvq subspace (r={search.head_dim}, k-d tree + groups)", search_seconds, found),
@@ -288,6 +291,11 @@ def trained_model_rows(
     models = {}
     for path in model_paths:
         model = models[path] = SimVQModel.from_pretrained(path).eval()
+        if not isinstance(model.quantize, SimVQQuantizer):
+            raise SystemExit(
+                f"{path} is a {model.config.quantizer_type!r} model: --trained measures SimVQ's codebook C·Wᵀ + b; "
+                "give models trained with --quantizer_type simvq."
+            )
         num_images = -(-num_tokens // model.config.latent_size**2)
         photos = default_image_split("validation", resolution=model.config.image_size, num_images=num_images)
         processor = SimVQImageProcessor.from_pretrained(path)
@@ -331,31 +339,40 @@ def _trained_codebook_row(name: str, frozen: torch.Tensor, projection: torch.nn.
     peer = SimVQ(dim=frozen.shape[1], codebook_size=len(frozen), codebook_transform=projection).eval()
     peer.frozen_codebook = frozen
     peer_ids = peer_indices(peer, latents)
-    peer_seconds = _seconds(partial(peer_indices, peer, latents))
+    peer_seconds = min(_seconds(partial(peer_indices, peer, latents)) for _ in range(2))
     print(
         f"{name:<32} | {len(codebook):>7} | {head_dim:>15} | {brute_seconds:>8.3f} | {timing} | "
         f"{peer_seconds:>7.3f} | {int((peer_ids == brute).sum())}/{len(brute)}"
     )
 
 
+def _tokenize(model: SimVQModel, photos, batch_size: int, subspace: bool) -> tuple[float, torch.Tensor]:
+    """`tokenize_images` with the subspace search on or off: images/s and the tokens."""
+    model.quantize.subspace_search = subspace
+    with tempfile.TemporaryDirectory() as output_dir:
+        start = time.perf_counter()
+        saved = tokenize_images(photos, model, output_dir, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+    return len(photos) / seconds, torch.tensor(saved["image_tokens"])
+
+
+def _flat_note(quantizer: SimVQQuantizer) -> str:
+    """What a row must say when its codebook's spectrum was too flat for the search, which then ran the brute force."""
+    return " (flat spectrum: both brute force)" if quantizer._search_cache.subspace is None else ""
+
+
 def _tokenizer_row(name: str, model: SimVQModel, num_images: int, batch_size: int = 64) -> None:
     """`tokenize_images` on held-out crops at the model's own resolution, with and without the subspace search, and
     whether both give the same tokens."""
     photos = default_image_split("validation", resolution=model.config.image_size, num_images=num_images)
-    tokens, rates = {}, {}
-    for subspace in (False, True):
-        model.quantize.subspace_search = subspace
-        with tempfile.TemporaryDirectory() as output_dir:
-            start = time.perf_counter()
-            saved = tokenize_images(photos, model, output_dir, batch_size=batch_size)
-            rates[subspace] = num_images / (time.perf_counter() - start)
-            tokens[subspace] = torch.tensor(saved["image_tokens"])
-    same = int((tokens[True] == tokens[False]).all(dim=1).sum())
+    brute_rate, brute_tokens = _tokenize(model, photos, batch_size, subspace=False)
+    rate, tokens = _tokenize(model, photos, batch_size, subspace=True)
+    same = int((tokens == brute_tokens).all(dim=1).sum())
     print(
         f"dataset tokenizer, {name}: K={model.config.codebook_size:,}, {num_images} crops of "
-        f"{model.config.image_size}², batch {batch_size}: brute force {rates[False]:.1f} images/s, subspace search "
-        f"{rates[True]:.1f} images/s ({rates[True] / rates[False]:.2f}×), {same}/{num_images} images with identical "
-        "tokens"
+        f"{model.config.image_size}², batch {batch_size}: brute force {brute_rate:.1f} images/s, subspace search "
+        f"{rate:.1f} images/s ({rate / brute_rate:.2f}×){_flat_note(model.quantize)}, {same}/{num_images} images "
+        "with identical tokens"
     )
 
 
@@ -371,6 +388,7 @@ def _training_step_row(name: str, model: SimVQModel, num_steps: int = 12, batch_
     seconds, tokens = {}, {}
     for in_training in (False, True):
         trainee = copy.deepcopy(model).train()
+        trainee.quantize.subspace_search = True  # the flag below decides; the model may come with the search off
         trainee.quantize.subspace_search_in_training = in_training
         optimizer = torch.optim.Adam(trainee.parameters(), lr=1e-3)
         times, tokens[in_training] = [], []
@@ -383,11 +401,12 @@ def _training_step_row(name: str, model: SimVQModel, num_steps: int = 12, batch_
             times.append(time.perf_counter() - start)
             tokens[in_training].append(output.image_tokens)
         seconds[in_training] = statistics.mean(times[1:])
+    flat = _flat_note(trainee.quantize)
     same = sum(torch.equal(a, b) for a, b in zip(tokens[False], tokens[True], strict=True))
     print(
         f"training step, {name}: K={model.config.codebook_size:,}, batch {batch_size}: brute force "
         f"{seconds[False]:.3f} s, subspace search in training {seconds[True]:.3f} s "
-        f"({seconds[False] / seconds[True]:.2f}×), {same}/{num_steps} steps with identical codes"
+        f"({seconds[False] / seconds[True]:.2f}×){flat}, {same}/{num_steps} steps with identical codes"
     )
 
 
@@ -406,10 +425,8 @@ def tokenizer_rows(projection: torch.Tensor, num_images: int = 32, batch_size: i
         f"batch {batch_size}"
     )
     for subspace in (False, True):
-        model.quantize.subspace_search = subspace
-        with tempfile.TemporaryDirectory() as output_dir:
-            seconds = _seconds(lambda: tokenize_images(photos, model, output_dir, batch_size=batch_size))
-        print(f"  subspace_search={subspace!s:<5}: {num_images / seconds:6.2f} images/s (untrained encoder's latents)")
+        rate, _ = _tokenize(model, photos, batch_size, subspace)
+        print(f"  subspace_search={subspace!s:<5}: {rate:6.2f} images/s (untrained encoder's latents)")
     images = torch.rand(batch_size, 3, 128, 128) * 2 - 1
     with torch.no_grad():
         encoder_seconds = min(_seconds(lambda: model.encoder(images)) for _ in range(2))
