@@ -225,7 +225,7 @@ class SimVQQuantizer(VectorQuantizer):
     indices as the brute force, much faster on a trained, low-rank codebook); set `subspace_search = False` to
     force the brute force. Inside training steps W changes every step, so the search's set-up would be paid every
     step: it runs there only with `subspace_search_in_training = True` (and `subspace_search`), which pays where the
-    search still beats the brute force — a small latent and a large codebook: 1.73× per step at K = 262,144,
+    search still beats the brute force — a small latent and a large codebook: 1.47–1.73× per step at K = 262,144,
     d = 16 (`benchmarks/quantizer.py --trained`) — with the same indices.
     """
 
