@@ -277,7 +277,6 @@ def test_training_steps_use_it_when_asked_with_the_brute_forces_codes_and_gradie
     assert torch.equal(indices, step(False)[0])
 
 
-
 def test_off_the_cpu_the_quantizer_takes_the_brute_force_without_building_the_search(monkeypatch):
     """The search is a NumPy structure: latents on another device must go to the (device-agnostic) brute force without
     building it, in a training step with `subspace_search_in_training` as outside one. This machine has no GPU, so the
