@@ -9,7 +9,9 @@ trained; Deferred Quantization's `fit` (SimVQ: W, b moment-matched to the model'
 (K distinct latents) initialisations applied to this encoder; and, for reference, Gaussian latents with the second
 half's mean and covariance under the `fit` codebook (with a Gaussian C: what the moment fit would reach if the latents
 were Gaussian). The gap between
-the rows says whether the codebook's extent, its shape, or the latents limit utilization. An experiment, not a test.
+the rows says whether the codebook's extent, its shape, or the latents limit utilization. A second table says where
+the trained codebook's unused codes are: its codes in ten equal shells of distance from the codebook's centre, with the
+share of each shell in use and its mean hits. An experiment, not a test.
 """
 
 import argparse
@@ -45,11 +47,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def usage_row(name: str, quantizer, latents: torch.Tensor) -> dict:
-    """Utilization and perplexity of `quantizer` on `(N, d)` latents, searched as the tokenizer searches."""
+def code_histogram(quantizer, latents: torch.Tensor) -> torch.LongTensor:
+    """How often each code is nearest to one of the `(N, d)` latents, searched as the tokenizer searches."""
     indices = torch.cat([quantizer(block.T[None, :, :]).indices.flatten() for block in latents.split(65536)])
-    usage = codebook_usage(token_histogram(indices, quantizer.codebook_size))
-    return {"codebook": name, **usage, "tokens": len(indices)}
+    return token_histogram(indices, quantizer.codebook_size)
+
+
+def usage_row(name: str, quantizer, latents: torch.Tensor) -> dict:
+    """Utilization and perplexity of `quantizer` on `(N, d)` latents."""
+    return {"codebook": name, **codebook_usage(code_histogram(quantizer, latents)), "tokens": len(latents)}
+
+
+@torch.no_grad()
+def usage_by_code_radius(quantizer, latents: torch.Tensor, num_shells: int = 10) -> list[dict]:
+    """The codes in `num_shells` equal-count shells of Mahalanobis distance from the codebook's mean (under the codes'
+    own covariance, over the directions they span), with each shell's share in use and mean hits on `latents`, and
+    the share of the latents that lie at that distance.
+
+    Why: with r spanned directions the distortion-optimal code density goes as p^(r/(r+2)) of the latents' density p
+    (Zador), wider than the latents, so the outer codes of a trained codebook are hit less often than the inner.
+    """
+    histogram = code_histogram(quantizer, latents)
+    codes = quantizer.codebook().double()
+    mean, covariance = mean_and_covariance(codes)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    spanned = eigenvalues > eigenvalues.max() * 1e-6
+    whiten = eigenvectors[:, spanned] / eigenvalues[spanned].sqrt()
+    code_radius = ((codes - mean) @ whiten).norm(dim=1)
+    latent_radius = ((latents.double() - mean) @ whiten).norm(dim=1)
+    shells = code_radius.argsort().tensor_split(num_shells)
+    outer_edges = torch.stack([code_radius[shell].max() for shell in shells[:-1]])
+    latent_shell = torch.bucketize(latent_radius, outer_edges)  # a latent beyond every shell counts in the last
+    return [
+        {
+            "radius": (float(code_radius[shell].min()), float(code_radius[shell].max())),
+            "codes": len(shell),
+            "used": float((histogram[shell] > 0).double().mean()),
+            "mean_hits": float(histogram[shell].double().mean()),
+            "latent_share": float((latent_shell == index).double().mean()),
+            "spanned_directions": int(spanned.sum()),
+        }
+        for index, shell in enumerate(shells)
+    ]
 
 
 def gaussian_like(latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -60,9 +99,10 @@ def gaussian_like(latents: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 
 @torch.no_grad()
-def codebook_init_rows(model, pixel_values: torch.Tensor, seed: int = 0, batch_size: int = 256) -> list[dict]:
-    """The table's rows for `model` on `(N, 3, H, W)` crops; the model itself is left as it was."""
-    generator = torch.Generator().manual_seed(seed)
+def half_latents(
+    model, pixel_values: torch.Tensor, generator: torch.Generator, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(N, d)` encoder latents of a random half of the `(N, 3, H, W)` crops (to fit on) and of the rest (to score)."""
     order = torch.randperm(len(pixel_values), generator=generator)
     halves = order[: len(order) // 2], order[len(order) // 2 :]
     latents = [
@@ -70,6 +110,13 @@ def codebook_init_rows(model, pixel_values: torch.Tensor, seed: int = 0, batch_s
         for half in halves
     ]
     fit_latents, measured_latents = (block.movedim(1, -1).reshape(-1, block.shape[1]) for block in latents)
+    return fit_latents, measured_latents
+
+
+def codebook_init_rows(
+    model, fit_latents: torch.Tensor, measured_latents: torch.Tensor, generator: torch.Generator
+) -> list[dict]:
+    """The first table's rows for `model` on the two halves' latents; the model itself is left as it was."""
     rows = [usage_row("as trained", model.quantize, measured_latents)]
     for method in DEFERRED_CODEBOOK_INITS:
         quantizer = copy.deepcopy(model.quantize)
@@ -81,14 +128,16 @@ def codebook_init_rows(model, pixel_values: torch.Tensor, seed: int = 0, batch_s
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     args = parse_args(argv)
     model = AutoModel.from_pretrained(args.model_name_or_path).eval()
     resolution = model.config.image_size
     dataset = load_image_split(args.split, resolution, args.num_default_images, **data_source(args))
     crops = with_pixel_values(dataset, resolution, args.image_column)
     pixel_values = torch.stack([example["pixel_values"] for example in crops])
-    rows = codebook_init_rows(model, pixel_values, args.seed, args.batch_size)
+    generator = torch.Generator().manual_seed(args.seed)
+    fit_latents, measured_latents = half_latents(model, pixel_values, generator, args.batch_size)
+    rows = codebook_init_rows(model, fit_latents, measured_latents, generator)
     print(f"K = {model.config.codebook_size:,}; fitted on {len(pixel_values) // 2:,} crops, measured on the rest")
     print("| codebook | codes used | perplexity | tokens |\n|---|---|---|---|")
     for row in rows:
@@ -96,9 +145,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"| {row['codebook']} | {row['utilization']:.1%} ({row['used_codes']:,}) | {row['perplexity']:,.0f} | "
             f"{row['tokens']:,} |"
         )
+    shells = usage_by_code_radius(model.quantize, measured_latents)
+    print(f"\nThe trained codebook by distance from its centre ({shells[0]['spanned_directions']} spanned directions)")
+    print("| code radius | codes | in use | mean hits | latents at that radius |\n|---|---|---|---|---|")
+    for shell in shells:
+        print(
+            f"| {shell['radius'][0]:.2f}–{shell['radius'][1]:.2f} | {shell['codes']:,} | {shell['used']:.1%} | "
+            f"{shell['mean_hits']:.2f} | {shell['latent_share']:.1%} |"
+        )
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps(rows, indent=2))
-    return rows
+        Path(args.output_json).write_text(json.dumps({"codebooks": rows, "by_code_radius": shells}, indent=2))
+    return rows, shells
 
 
 if __name__ == "__main__":
