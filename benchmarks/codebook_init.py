@@ -8,10 +8,10 @@ half's latents and measured on the second's, so no variant sees the latents it i
 trained; Deferred Quantization's `fit` (SimVQ: W, b moment-matched to the model's own C; VQ: k-means) and `samples`
 (K distinct latents) initialisations applied to this encoder; and, for reference, Gaussian latents with the second
 half's mean and covariance under the `fit` codebook (with a Gaussian C: what the moment fit would reach if the latents
-were Gaussian). The gap between
-the rows says whether the codebook's extent, its shape, or the latents limit utilization. A second table says where
-the trained codebook's unused codes are: its codes in ten equal shells of distance from the codebook's centre, with the
-share of each shell in use and its mean hits. An experiment, not a test.
+were Gaussian). The gap between the rows says whether the codebook's extent, its shape, or the latents limit
+utilization. A second table says where the trained codebook's unused codes are: its codes in ten equal shells of
+distance from the codebook's centre, with the share of each shell in use and its hits, and the latents' variance along
+the codebook's axes. An experiment, not a test.
 """
 
 import argparse
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_default_images", type=int, default=8192, help="Crops of the default data.")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output_json", help="Also write the rows here.")
+    parser.add_argument("--output_json", help="Also write both tables here.")
     return parser.parse_args(argv)
 
 
@@ -59,36 +59,44 @@ def usage_row(name: str, quantizer, latents: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def usage_by_code_radius(quantizer, latents: torch.Tensor, num_shells: int = 10) -> list[dict]:
-    """The codes in `num_shells` equal-count shells of Mahalanobis distance from the codebook's mean (under the codes'
-    own covariance, over the directions they span), with each shell's share in use and mean hits on `latents`, and
-    the share of the latents that lie at that distance.
+def usage_by_code_radius(quantizer, latents: torch.Tensor, num_shells: int = 10) -> dict:
+    """Where a codebook's unused codes are: its codes in `num_shells` equal-count shells of Mahalanobis distance from
+    their mean, each shell's codes in use and hits from `latents`, and the share of the latents at that distance.
 
-    Why: with r spanned directions the distortion-optimal code density goes as p^(r/(r+2)) of the latents' density p
-    (Zador), wider than the latents, so the outer codes of a trained codebook are hit less often than the inner.
+    Distances are measured in the codes' own covariance over the directions the codes span (variance above 1e-6 of
+    the largest, a std ratio of 1e-3: a low-rank W leaves the others empty); a latent's part off that span is left
+    out. `latent_variance` is the latents' variance along each spanned axis (largest first) in units of the codes':
+    below 1 where the codebook is wider than its latents, as the distortion-optimal code density (∝ p^(r/(r+2)) of
+    the latents' density p in r directions, Zador) is for Gaussian latents.
     """
+    if num_shells > quantizer.codebook_size:
+        raise ValueError(
+            f"{num_shells} shells need at least as many codes; the codebook has {quantizer.codebook_size}."
+        )
     histogram = code_histogram(quantizer, latents)
     codes = quantizer.codebook().double()
     mean, covariance = mean_and_covariance(codes)
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    spanned = eigenvalues > eigenvalues.max() * 1e-6
+    spanned = (eigenvalues > eigenvalues.max() * 1e-6).nonzero().flatten().flip(0)
     whiten = eigenvectors[:, spanned] / eigenvalues[spanned].sqrt()
-    code_radius = ((codes - mean) @ whiten).norm(dim=1)
-    latent_radius = ((latents.double() - mean) @ whiten).norm(dim=1)
+    code_coordinates, latent_coordinates = (codes - mean) @ whiten, (latents.double() - mean) @ whiten
+    code_radius, latent_radius = code_coordinates.norm(dim=1), latent_coordinates.norm(dim=1)
     shells = code_radius.argsort().tensor_split(num_shells)
     outer_edges = torch.stack([code_radius[shell].max() for shell in shells[:-1]])
     latent_shell = torch.bucketize(latent_radius, outer_edges)  # a latent beyond every shell counts in the last
-    return [
-        {
-            "radius": (float(code_radius[shell].min()), float(code_radius[shell].max())),
-            "codes": len(shell),
-            "used": float((histogram[shell] > 0).double().mean()),
-            "mean_hits": float(histogram[shell].double().mean()),
-            "latent_share": float((latent_shell == index).double().mean()),
-            "spanned_directions": int(spanned.sum()),
-        }
-        for index, shell in enumerate(shells)
-    ]
+    return {
+        "latent_variance": latent_coordinates.var(dim=0).tolist(),
+        "shells": [
+            {
+                "radius": (float(code_radius[shell].min()), float(code_radius[shell].max())),
+                "codes": len(shell),
+                "used_codes": int((histogram[shell] > 0).sum()),
+                "hits": int(histogram[shell].sum()),
+                "latent_share": float((latent_shell == index).double().mean()),
+            }
+            for index, shell in enumerate(shells)
+        ],
+    }
 
 
 def gaussian_like(latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -128,7 +136,7 @@ def codebook_init_rows(
     return rows
 
 
-def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
     args = parse_args(argv)
     model = AutoModel.from_pretrained(args.model_name_or_path).eval()
     resolution = model.config.image_size
@@ -145,17 +153,22 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], list[dict]]:
             f"| {row['codebook']} | {row['utilization']:.1%} ({row['used_codes']:,}) | {row['perplexity']:,.0f} | "
             f"{row['tokens']:,} |"
         )
-    shells = usage_by_code_radius(model.quantize, measured_latents)
-    print(f"\nThe trained codebook by distance from its centre ({shells[0]['spanned_directions']} spanned directions)")
-    print("| code radius | codes | in use | mean hits | latents at that radius |\n|---|---|---|---|---|")
-    for shell in shells:
+    by_radius = usage_by_code_radius(model.quantize, measured_latents)
+    variances = ", ".join(f"{variance:.2f}" for variance in by_radius["latent_variance"])
+    print(
+        f"\nThe trained codebook by distance from its centre, over the {len(by_radius['latent_variance'])} directions"
+    )
+    print(f"it spans (the latents' variance along them, in units of the codes': {variances})")
+    print("| code radius | codes | in use | hits a code | latents at that radius |\n|---|---|---|---|---|")
+    for shell in by_radius["shells"]:
         print(
-            f"| {shell['radius'][0]:.2f}–{shell['radius'][1]:.2f} | {shell['codes']:,} | {shell['used']:.1%} | "
-            f"{shell['mean_hits']:.2f} | {shell['latent_share']:.1%} |"
+            f"| {shell['radius'][0]:.2f}–{shell['radius'][1]:.2f} | {shell['codes']:,} | "
+            f"{shell['used_codes'] / shell['codes']:.1%} | {shell['hits'] / shell['codes']:.2f} | "
+            f"{shell['latent_share']:.1%} |"
         )
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps({"codebooks": rows, "by_code_radius": shells}, indent=2))
-    return rows, shells
+        Path(args.output_json).write_text(json.dumps({"codebooks": rows, "by_code_radius": by_radius}, indent=2))
+    return rows, by_radius
 
 
 if __name__ == "__main__":

@@ -42,29 +42,43 @@ def test_script_writes_its_rows_on_the_embedded_photos(tmp_path):
     torch.manual_seed(0)
     SimVQModel(tiny_config(codebook_size=64)).save_pretrained(tmp_path / "model")
     argv = ["--model_name_or_path", str(tmp_path / "model"), "--num_default_images", "16"]
-    rows, shells = benchmark.main([*argv, "--output_json", str(tmp_path / "rows.json")])
+    rows, by_radius = benchmark.main([*argv, "--output_json", str(tmp_path / "rows.json")])
     written = json.loads((tmp_path / "rows.json").read_text())
     assert written["codebooks"] == rows
-    assert [shell["codes"] for shell in written["by_code_radius"]] == [7] * 4 + [6] * 6  # 64 codes in ten shells
+    shells = written["by_code_radius"]["shells"]
+    assert [shell["codes"] for shell in shells] == [7] * 4 + [6] * 6  # 64 codes in ten shells
     assert len(rows) == 4 and all(row["tokens"] == 8 * 8 * 8 for row in rows)
-    assert sum(shell["mean_hits"] * shell["codes"] for shell in shells) == 8 * 8 * 8
+    assert sum(shell["hits"] for shell in shells) == 8 * 8 * 8
+    assert json.loads(json.dumps(by_radius)) == written["by_code_radius"]
 
 
 def test_shells_of_code_radius_count_hits_and_latents_as_worked_out_by_hand():
-    """A codebook on a line (one spanned direction of the two): codes at -2, -1, 1, 2 have mean 0 and (unbiased)
-    variance 10/3, so radii 2·√(3/10) and √(3/10). Three latents near code 1 (one off the line, in the direction the
-    codes do not span) are the inner shell's three hits; code 2 takes one on it and one far out, which counts in the
-    outer shell's latents; codes -2 and -1 stay unused."""
+    """Codes on a slanted line (one spanned direction u = (0.6, 0.8) of the two) at -2u, -u, u, 2u: mean 0, variance
+    10/3 along u (unbiased), so radii 2·√(3/10) and √(3/10). A latent t·u + s·v (v ⟂ u) has radius |t|·√(3/10)
+    whatever s. The latents at 0.8u, 0.95u, 0.9u + 0.1v and 1.4u are the inner shell's four hits (all nearest to u),
+    but 1.4u lies past u's radius, so it counts among the outer shell's latents with 2u and 9u (both nearest to 2u).
+    """
     benchmark = load_script(CODEBOOK_INIT)
+    u, v = torch.tensor([0.6, 0.8]), torch.tensor([-0.8, 0.6])
     quantizer = SimVQQuantizer(codebook_size=4, embed_dim=2)
     with torch.no_grad():
-        quantizer.frozen_codebook.copy_(torch.tensor([[-2.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [2.0, 0.0]]))
+        quantizer.frozen_codebook.copy_(torch.tensor([-2.0, -1.0, 1.0, 2.0])[:, None] * u)
         quantizer.projection.weight.copy_(torch.eye(2))
         quantizer.projection.bias.zero_()
-    latents = torch.tensor([[0.8, 0.0], [0.95, 0.0], [0.9, 0.1], [2.0, 0.0], [9.0, 0.0]])
-    inner, outer = benchmark.usage_by_code_radius(quantizer, latents, num_shells=2)
+    along, across = torch.tensor([0.8, 0.95, 0.9, 1.4, 2.0, 9.0]), torch.tensor([0.0, 0.0, 0.1, 0.0, 0.0, 0.0])
+    latents = along[:, None] * u + across[:, None] * v
+    by_radius = benchmark.usage_by_code_radius(quantizer, latents, num_shells=2)
+    inner, outer = by_radius["shells"]
     radius = (3 / 10) ** 0.5  # one unit along the line, in code standard deviations
     assert inner["radius"] == pytest.approx((radius, radius)) and outer["radius"] == pytest.approx((2 * radius,) * 2)
-    assert (inner["codes"], inner["used"], inner["mean_hits"], inner["latent_share"]) == (2, 0.5, 1.5, 0.6)
-    assert (outer["codes"], outer["used"], outer["mean_hits"], outer["latent_share"]) == (2, 0.5, 1.0, 0.4)
-    assert inner["spanned_directions"] == 1
+    assert (inner["codes"], inner["used_codes"], inner["hits"]) == (2, 1, 4)  # 0.8u, 0.95u, 0.9u + 0.1v, 1.4u → u
+    assert (outer["codes"], outer["used_codes"], outer["hits"]) == (2, 1, 2)  # 2u, 9u → 2u
+    assert inner["latent_share"] == pytest.approx(3 / 6) and outer["latent_share"] == pytest.approx(3 / 6)
+    # The latents' variance along u (the one spanned axis) in units of the codes' 10/3.
+    assert by_radius["latent_variance"] == pytest.approx([float(along.double().var()) / (10 / 3)])
+
+
+def test_more_shells_than_codes_is_refused():
+    benchmark = load_script(CODEBOOK_INIT)
+    with pytest.raises(ValueError, match="3 shells need at least as many codes; the codebook has 2"):
+        benchmark.usage_by_code_radius(SimVQQuantizer(codebook_size=2, embed_dim=2), torch.zeros(1, 2), num_shells=3)
