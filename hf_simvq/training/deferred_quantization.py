@@ -8,9 +8,10 @@ puts every code in the region the encoder actually uses, so more codes can win f
 Two initialisations (`DEFERRED_CODEBOOK_INITS`): `"fit"` matches the codebook to the latents' statistics (SimVQ: W, b
 moment-matched, C stays the Gaussian draw; VQ: k-means); `"samples"` makes the codebook K distinct encoder latents
 themselves (SimVQ: C becomes those latents whitened, and W, b un-whiten them). A moment-matched Gaussian covers the
-latents' extent but not their shape: fitted to the trained cpu-65k encoder's latents of half the validation photos'
-crops, it uses 65.0 % of 65,536 codes on the other half, latent samples 92.0 % (`benchmarks/codebook_init.py`,
-training/RESULTS.md). Samples match the latents of the photos they come from; on unseen photos that edge shrinks.
+latents' extent but not their shape: fitted to a trained 65,536-code encoder's latents (cpu-65k of 2026-12-03: d = 16,
+600 steps) of half the validation photos' crops, it uses 65.0 % of the codes on the other half, latent samples 92.0 %
+(`benchmarks/codebook_init.py`, training/RESULTS.md). Samples match the latents of the photos they come from; on
+unseen photos that edge shrinks.
 """
 
 import torch
