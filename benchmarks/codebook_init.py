@@ -53,15 +53,18 @@ def code_histogram(quantizer, latents: torch.Tensor) -> torch.LongTensor:
     return token_histogram(indices, quantizer.codebook_size)
 
 
-def usage_row(name: str, quantizer, latents: torch.Tensor) -> dict:
-    """Utilization and perplexity of `quantizer` on `(N, d)` latents."""
-    return {"codebook": name, **codebook_usage(code_histogram(quantizer, latents)), "tokens": len(latents)}
+def usage_row(name: str, histogram: torch.LongTensor) -> dict:
+    """Utilization and perplexity of a codebook from its `code_histogram`."""
+    return {"codebook": name, **codebook_usage(histogram), "tokens": int(histogram.sum())}
 
 
 @torch.no_grad()
-def usage_by_code_radius(quantizer, latents: torch.Tensor, num_shells: int = 10) -> dict:
+def usage_by_code_radius(
+    codebook: torch.Tensor, histogram: torch.LongTensor, latents: torch.Tensor, num_shells: int = 10
+) -> dict:
     """Where a codebook's unused codes are: its codes in `num_shells` equal-count shells of Mahalanobis distance from
-    their mean, each shell's codes in use and hits from `latents`, and the share of the latents at that distance.
+    their mean, each shell's codes in use and hits (`histogram`, the `code_histogram` of `latents`), and the share of
+    the latents at that distance.
 
     Distances are measured in the codes' own covariance over the directions the codes span (variance above 1e-6 of
     the largest, a std ratio of 1e-3: a low-rank W leaves the others empty); a latent's part off that span is left
@@ -69,12 +72,9 @@ def usage_by_code_radius(quantizer, latents: torch.Tensor, num_shells: int = 10)
     below 1 where the codebook is wider than its latents, as the distortion-optimal code density (∝ p^(r/(r+2)) of
     the latents' density p in r directions, Zador) is for Gaussian latents.
     """
-    if num_shells > quantizer.codebook_size:
-        raise ValueError(
-            f"{num_shells} shells need at least as many codes; the codebook has {quantizer.codebook_size}."
-        )
-    histogram = code_histogram(quantizer, latents)
-    codes = quantizer.codebook().double()
+    if num_shells > len(codebook):
+        raise ValueError(f"{num_shells} shells need at least as many codes; the codebook has {len(codebook)}.")
+    codes = codebook.double()
     mean, covariance = mean_and_covariance(codes)
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
     spanned = (eigenvalues > eigenvalues.max() * 1e-6).nonzero().flatten().flip(0)
@@ -122,17 +122,23 @@ def half_latents(
 
 
 def codebook_init_rows(
-    model, fit_latents: torch.Tensor, measured_latents: torch.Tensor, generator: torch.Generator
+    model,
+    fit_latents: torch.Tensor,
+    measured_latents: torch.Tensor,
+    trained_histogram: torch.LongTensor,
+    generator: torch.Generator,
 ) -> list[dict]:
-    """The first table's rows for `model` on the two halves' latents; the model itself is left as it was."""
-    rows = [usage_row("as trained", model.quantize, measured_latents)]
+    """The first table's rows for `model` on the two halves' latents (`trained_histogram`: the model's own
+    `code_histogram` of the measured half, which the shell table shares); the model itself is left as it was."""
+    rows = [usage_row("as trained", trained_histogram)]
     for method in DEFERRED_CODEBOOK_INITS:
         quantizer = copy.deepcopy(model.quantize)
         initialize_codebook_from_latents(quantizer, fit_latents, generator=generator, method=method)
-        rows.append(usage_row(f"init `{method}`", quantizer, measured_latents))
+        rows.append(usage_row(f"init `{method}`", code_histogram(quantizer, measured_latents)))
         if method == "fit":
             reference = gaussian_like(measured_latents, generator)
-            rows.append(usage_row("init `fit`, Gaussian latents of the same moments", quantizer, reference))
+            gaussian = code_histogram(quantizer, reference)
+            rows.append(usage_row("init `fit`, Gaussian latents of the same moments", gaussian))
     return rows
 
 
@@ -145,7 +151,8 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
     pixel_values = torch.stack([example["pixel_values"] for example in crops])
     generator = torch.Generator().manual_seed(args.seed)
     fit_latents, measured_latents = half_latents(model, pixel_values, generator, args.batch_size)
-    rows = codebook_init_rows(model, fit_latents, measured_latents, generator)
+    trained_histogram = code_histogram(model.quantize, measured_latents)
+    rows = codebook_init_rows(model, fit_latents, measured_latents, trained_histogram, generator)
     print(f"K = {model.config.codebook_size:,}; fitted on {len(pixel_values) // 2:,} crops, measured on the rest")
     print("| codebook | codes used | perplexity | tokens |\n|---|---|---|---|")
     for row in rows:
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict], dict]:
             f"| {row['codebook']} | {row['utilization']:.1%} ({row['used_codes']:,}) | {row['perplexity']:,.0f} | "
             f"{row['tokens']:,} |"
         )
-    by_radius = usage_by_code_radius(model.quantize, measured_latents)
+    by_radius = usage_by_code_radius(model.quantize.codebook(), trained_histogram, measured_latents)
     variances = ", ".join(f"{variance:.2f}" for variance in by_radius["latent_variance"])
     print(
         f"\nThe trained codebook by distance from its centre, over the {len(by_radius['latent_variance'])} directions"

@@ -24,7 +24,8 @@ def test_rows_measure_the_second_half_and_leave_the_model_as_it_was():
     codebook_before = model.quantize.codebook().detach().clone()
     generator = torch.Generator().manual_seed(3)
     fit_latents, measured_latents = benchmark.half_latents(model, pixel_values, generator, batch_size=3)
-    rows = benchmark.codebook_init_rows(model, fit_latents, measured_latents, generator)
+    trained_histogram = benchmark.code_histogram(model.quantize, measured_latents)
+    rows = benchmark.codebook_init_rows(model, fit_latents, measured_latents, trained_histogram, generator)
 
     measured = torch.randperm(8, generator=torch.Generator().manual_seed(3))[4:]
     with torch.no_grad():
@@ -67,7 +68,8 @@ def test_shells_of_code_radius_count_hits_and_latents_as_worked_out_by_hand():
         quantizer.projection.bias.zero_()
     along, across = torch.tensor([0.8, 0.95, 0.9, 1.4, 2.0, 9.0]), torch.tensor([0.0, 0.0, 0.1, 0.0, 0.0, 0.0])
     latents = along[:, None] * u + across[:, None] * v
-    by_radius = benchmark.usage_by_code_radius(quantizer, latents, num_shells=2)
+    histogram = benchmark.code_histogram(quantizer, latents)
+    by_radius = benchmark.usage_by_code_radius(quantizer.codebook().detach(), histogram, latents, num_shells=2)
     inner, outer = by_radius["shells"]
     radius = (3 / 10) ** 0.5  # one unit along the line, in code standard deviations
     assert inner["radius"] == pytest.approx((radius, radius)) and outer["radius"] == pytest.approx((2 * radius,) * 2)
@@ -81,4 +83,4 @@ def test_shells_of_code_radius_count_hits_and_latents_as_worked_out_by_hand():
 def test_more_shells_than_codes_is_refused():
     benchmark = load_script(CODEBOOK_INIT)
     with pytest.raises(ValueError, match="3 shells need at least as many codes; the codebook has 2"):
-        benchmark.usage_by_code_radius(SimVQQuantizer(codebook_size=2, embed_dim=2), torch.zeros(1, 2), num_shells=3)
+        benchmark.usage_by_code_radius(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(1, 2), 3)
